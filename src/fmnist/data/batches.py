@@ -1,0 +1,92 @@
+"""Device-resident batches: the whole split as one tensor, shuffled and augmented in place.
+
+Keep the data set as one uint8 tensor on the device: a per-sample DataLoader spends more
+time in Python than a small model spends in math. Every random choice comes from a
+generator seeded per epoch, so an epoch is the same whether or not the run was resumed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Augment:
+    crop_pad: int = 0  # random crop after zero padding by this many pixels; 0: off
+    flip: bool = False  # random horizontal flip with probability 1/2
+    erase: float = 0.0  # probability of random erasing (a rectangle set to background)
+
+    @property
+    def active(self) -> bool:
+        return self.crop_pad > 0 or self.flip or self.erase > 0
+
+
+class DeviceData:
+    """Images (N, 28, 28) uint8 and labels (N,) int64, held on `device`."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, mean: float, std: float,
+                 device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64)).to(self.device)
+        self.mean, self.std = float(mean), float(std)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def normalise(self, images_u8: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, 28, 28) -> float32 (B, 1, 28, 28), zero mean and unit std."""
+        x = images_u8.unsqueeze(1).float().div_(255.0)
+        return x.sub_(self.mean).div_(self.std)
+
+    def batches(self, batch_size: int, *, shuffle: bool = False,
+                generator: torch.Generator | None = None, augment: Augment | None = None,
+                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x (B, 1, 28, 28) float32, y (B,) int64) over the whole split."""
+        n = len(self)
+        order = (torch.randperm(n, generator=generator, device="cpu").to(self.device)
+                 if shuffle else None)
+        stop = n - n % batch_size if drop_last and n >= batch_size else n
+        for start in range(0, stop, batch_size):
+            idx = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            images, labels = self.images[idx], self.labels[idx]
+            if augment is not None and augment.active:
+                images = augment_batch(images, augment, generator)
+            yield self.normalise(images), labels
+
+
+def augment_batch(images: torch.Tensor, aug: Augment,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """Random crop, flip and erase on a uint8 batch (B, H, W), all vectorised."""
+    b, h, w = images.shape
+    dev = images.device
+
+    def rand(*shape: int) -> torch.Tensor:  # draw on the CPU generator: same numbers anywhere
+        return torch.rand(*shape, generator=generator).to(dev)
+
+    if aug.crop_pad > 0:
+        p = aug.crop_pad
+        padded = torch.nn.functional.pad(images, (p, p, p, p))  # (B, H+2p, W+2p), zeros
+        dy = (rand(b) * (2 * p + 1)).long().view(b, 1, 1)  # offsets in 0..2p
+        dx = (rand(b) * (2 * p + 1)).long().view(b, 1, 1)
+        rows = torch.arange(h, device=dev).view(1, h, 1) + dy  # (B, H, 1)
+        cols = torch.arange(w, device=dev).view(1, 1, w) + dx  # (B, 1, W)
+        images = padded[torch.arange(b, device=dev).view(b, 1, 1), rows, cols]
+    if aug.flip:
+        flip = rand(b) < 0.5
+        images = torch.where(flip.view(b, 1, 1), images.flip(-1), images)
+    if aug.erase > 0:
+        # one rectangle per chosen image, 2..h/2 pixels a side, anywhere in the frame
+        hit = (rand(b) < aug.erase).view(b, 1, 1)
+        eh = 2 + (rand(b) * (h // 2 - 1)).long().view(b, 1, 1)
+        ew = 2 + (rand(b) * (w // 2 - 1)).long().view(b, 1, 1)
+        y0 = (rand(b).view(b, 1, 1) * (h - eh + 1)).long()
+        x0 = (rand(b).view(b, 1, 1) * (w - ew + 1)).long()
+        r = torch.arange(h, device=dev).view(1, h, 1)
+        c = torch.arange(w, device=dev).view(1, 1, w)
+        box = (r >= y0) & (r < y0 + eh) & (c >= x0) & (c < x0 + ew) & hit
+        images = images.masked_fill(box, 0)
+    return images

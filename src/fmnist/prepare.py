@@ -1,0 +1,43 @@
+"""From a DataConfig to the device-resident splits a run trains and scores on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import DataConfig
+from .data import load, normalisation, stratified_split
+from .data.batches import DeviceData
+
+EVAL_SUBSET_SEED = 12345  # the fixed training subset scored each epoch, same for all runs
+
+
+@dataclass
+class TrainData:
+    train: DeviceData  # the training images minus the validation split
+    val: DeviceData  # stratified hold-out of the training images (may be empty)
+    train_eval: DeviceData  # fixed subset of `train`, scored in eval mode each epoch
+    test: DeviceData  # the official test split: scored only at the end
+    class_names: tuple[str, ...]
+    mean: float
+    std: float
+
+
+def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000) -> TrainData:
+    train = load(cfg.dataset, "train", data_dir=cfg.data_dir)
+    test = load(cfg.dataset, "test", data_dir=cfg.data_dir)
+    mean, std = normalisation(cfg.dataset, train.images)
+    train_idx, val_idx = stratified_split(train.labels, cfg.val_size, cfg.split_seed)
+    rng = np.random.default_rng(EVAL_SUBSET_SEED)
+    subset = np.sort(rng.permutation(train_idx)[:eval_subset])
+
+    def on_device(images: np.ndarray, labels: np.ndarray) -> DeviceData:
+        return DeviceData(images, labels, mean, std, device)
+
+    return TrainData(
+        train=on_device(train.images[train_idx], train.labels[train_idx]),
+        val=on_device(train.images[val_idx], train.labels[val_idx]),
+        train_eval=on_device(train.images[subset], train.labels[subset]),
+        test=on_device(test.images, test.labels),
+        class_names=train.class_names, mean=mean, std=std)
