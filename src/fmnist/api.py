@@ -19,7 +19,7 @@ from .evaluate import probabilities
 from .models import build_model
 from .runs import (BEST, CHECKPOINT, load_checkpoint, load_config, load_history, load_weights,
                    new_run_dir, save_config, save_metrics, save_predictions)
-from .train import Fit, Log, fit
+from .loop import Fit, Log, fit
 
 
 @dataclass

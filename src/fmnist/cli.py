@@ -164,7 +164,8 @@ def config_from_args(args) -> "RunConfig":
 
     return RunConfig().replace(
         data=given(dataset=args.dataset, data_dir=str(args.data_dir) if args.data_dir else None,
-                   val_size=args.val_size, split_seed=args.split_seed, augment=args.augment,
+                   val_size=args.val_size, split_seed=args.split_seed,
+                   train_limit=args.train_limit, augment=args.augment,
                    crop_pad=args.crop_pad, flip=args.flip, erase=args.erase),
         model=given(name=args.model, kwargs=_key_values(args.model_arg, "--model-arg") or None),
         optim=given(name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
@@ -285,6 +286,8 @@ def _train_parser(sub) -> None:
     g.add_argument("--val-size", type=int, help="validation images held out of the training "
                    "split (default: 5000; 0 = none, then the last weights are scored)")
     g.add_argument("--split-seed", type=int, help="which images are held out (default: 0)")
+    g.add_argument("--train-limit", type=int, metavar="N", help="quick experiments: train on "
+                   "a stratified subset of N training images (validation included)")
     g.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="random crop and flip (default: on for CNNs, off for MLPs)")
     g.add_argument("--no-augment", dest="augment", action="store_false")

@@ -26,6 +26,7 @@ class DataConfig:
     data_dir: str | None = None  # explicit folder of IDX files; None: search (see fmnist.data)
     val_size: int = 5000  # images held out of the 60k for validation (stratified); 0: none
     split_seed: int = 0  # which images go to validation; fixed apart from the run seed
+    train_limit: int | None = None  # use a stratified subset of this many training images
     augment: bool | None = None  # crop+flip on the device; None: on for CNNs, off for MLPs
     crop_pad: int = 2  # random crop after zero padding by this many pixels
     flip: bool = True  # random horizontal flip (garments are left-right symmetric)
@@ -33,6 +34,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self.val_size >= 0, "val_size", self.val_size, "must be >= 0")
+        _check(self.train_limit is None or self.train_limit > self.val_size, "train_limit",
+               self.train_limit, f"must exceed val_size={self.val_size}")
         _check(0 <= self.crop_pad <= 8, "crop_pad", self.crop_pad, "must be in 0..8")
         _check(0.0 <= self.erase <= 1.0, "erase", self.erase, "must be a probability in [0, 1]")
 

@@ -28,7 +28,12 @@ def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000
     train = load(cfg.dataset, "train", data_dir=cfg.data_dir)
     test = load(cfg.dataset, "test", data_dir=cfg.data_dir)
     mean, std = normalisation(cfg.dataset, train.images)
-    train_idx, val_idx = stratified_split(train.labels, cfg.val_size, cfg.split_seed)
+    images, labels = train.images, train.labels
+    if cfg.train_limit is not None and cfg.train_limit < len(labels):
+        # a quick experiment: a stratified subset, chosen independently of the run seed
+        _, keep = stratified_split(labels, cfg.train_limit, seed=cfg.split_seed + 1)
+        images, labels = images[keep], labels[keep]
+    train_idx, val_idx = stratified_split(labels, cfg.val_size, cfg.split_seed)
     rng = np.random.default_rng(EVAL_SUBSET_SEED)
     subset = np.sort(rng.permutation(train_idx)[:eval_subset])
 
@@ -36,8 +41,8 @@ def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000
         return DeviceData(images, labels, mean, std, device)
 
     return TrainData(
-        train=on_device(train.images[train_idx], train.labels[train_idx]),
-        val=on_device(train.images[val_idx], train.labels[val_idx]),
-        train_eval=on_device(train.images[subset], train.labels[subset]),
+        train=on_device(images[train_idx], labels[train_idx]),
+        val=on_device(images[val_idx], labels[val_idx]),
+        train_eval=on_device(images[subset], labels[subset]),
         test=on_device(test.images, test.labels),
         class_names=train.class_names, mean=mean, std=std)

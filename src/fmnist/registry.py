@@ -25,6 +25,10 @@ class Registry(Generic[T]):
         """Decorator form: @REGISTRY.register("name")."""
         return lambda entry: self.add(name, entry)
 
+    def remove(self, name: str) -> T:
+        """Take an entry out (tests register temporary data sets)."""
+        return self._entries.pop(name)
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]

@@ -122,10 +122,13 @@ def pixel_stats(images: np.ndarray) -> tuple[float, float]:
     """Mean and std of the pixels scaled to [0, 1], in float64 for exactness."""
     x = images.reshape(-1)
     if x.dtype == np.uint8 and x.size:
-        # a 256-bin histogram, then exact two-pass moments over the bins: 8x faster than
-        # squaring in float64 (0.16 s vs 1.3 s on the 60000 training images), and no
-        # 376 MB temporary array
-        counts = np.bincount(x, minlength=256).astype(np.float64)
+        # a 256-bin histogram, then exact two-pass moments over the bins: ~0.15 s instead
+        # of 1.3-2 s for the 60000 training images, and no 376 MB float64 temporary.
+        # In chunks, since bincount casts its input to int64 (8 bytes per pixel)
+        counts = np.zeros(256, np.int64)
+        for start in range(0, x.size, 1 << 18):
+            counts += np.bincount(x[start:start + (1 << 18)], minlength=256)
+        counts = counts.astype(np.float64)
         values = np.arange(256, dtype=np.float64)
         mean = float(counts @ values) / x.size
         var = float(counts @ np.square(values - mean)) / x.size

@@ -69,7 +69,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
                              f"(shape {tuple(shape)} needs {expected} bytes, found {got}); "
                              "the file is truncated or corrupt")
     # frombuffer is a read-only view of `data`; astype copies once into native order and
-    # writable memory (torch.from_numpy warns on read-only arrays; 60000 images: ~10 ms)
+    # writable memory (torch.from_numpy warns on read-only arrays; 60000 images: ~10-15 ms)
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

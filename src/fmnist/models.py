@@ -1,0 +1,213 @@
+"""Model registry: tiny factories for Fashion-MNIST classifiers.
+
+Every model takes float32 (N, 1, 28, 28), already normalised, and returns (N, num_classes)
+logits. `build_model(name, **kw)` checks the keywords against the factory's signature, so
+a typo or an impossible value is a ConfigError naming the argument, not a TypeError.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # registry key, e.g. "cnn"
+    factory: Callable[..., nn.Module]  # keyword-only hyperparameters with defaults
+    description: str  # one line, for `fmnist models`
+
+
+MODELS = Registry[ModelSpec]("model")
+
+
+def register_model(name: str, description: str) -> Callable:
+    """Decorator: add a factory to MODELS; a duplicate name raises ValueError."""
+    def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS.add(name, ModelSpec(name, factory, description))
+        return factory
+    return wrap
+
+
+def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
+    spec = MODELS.get(name)  # UnknownNameError listing the known names
+    params = inspect.signature(spec.factory).parameters
+    for key in kwargs:
+        if key not in params or key == "num_classes":
+            known = ", ".join(p for p in params if p != "num_classes") or "none"
+            raise ConfigError(f"model {name!r} has no argument {key!r}; it takes: {known}")
+    _check_int("num_classes", num_classes, low=1)
+    return spec.factory(num_classes=num_classes, **kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def model_table() -> list[tuple[str, int, str]]:
+    """(name, trainable parameters at default settings, description) for each model."""
+    return [(n, count_parameters(build_model(n)), MODELS.get(n).description) for n in MODELS]
+
+
+# --- argument checks: the factories validate, build_model only routes ---------------------
+
+def _check_int(arg: str, value: object, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{arg} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _check_dropout(p: object) -> float:
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
+        raise ConfigError(f"dropout must be a number in [0, 1), got {p!r}")
+    return float(p)
+
+
+def _check_widths(arg: str, value: object, length: int | None = None) -> tuple[int, ...]:
+    if not isinstance(value, (tuple, list)) or (length is not None and len(value) != length):
+        size = f"{length} " if length else ""
+        raise ConfigError(f"{arg} must be a tuple of {size}positive integers, got {value!r}")
+    return tuple(_check_int(f"{arg}[{i}]", v) for i, v in enumerate(value))
+
+
+def _dropout(p: float) -> nn.Module:
+    return nn.Dropout(p) if p > 0 else nn.Identity()  # Identity: no op in the graph at p=0
+
+
+# --- reference models ---------------------------------------------------------------------
+
+@register_model("logreg", "multinomial logistic regression: Flatten -> Linear 784->10")
+def logreg(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, num_classes))
+
+
+@register_model("mlp", "TensorFlow tutorial MLP: 784 -> 128 ReLU -> 10")
+def mlp(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    p = _check_dropout(dropout)
+    return nn.Sequential(
+        nn.Flatten(),  # (N, 784)
+        nn.Linear(784, 128), nn.ReLU(), _dropout(p),  # (N, 128)
+        nn.Linear(128, num_classes),
+    )
+
+
+@register_model("mlp2", "MLP 784 -> 256 -> 128 -> 10, ReLU, Glorot-uniform init")
+def mlp2(num_classes: int = 10, hidden: tuple[int, ...] = (256, 128),
+         dropout: float = 0.0) -> nn.Module:
+    sizes = (784,) + _check_widths("hidden", hidden)
+    p = _check_dropout(dropout)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for fan_in, fan_out in zip(sizes, sizes[1:]):
+        layers += [nn.Linear(fan_in, fan_out), nn.ReLU(), _dropout(p)]
+    layers.append(nn.Linear(sizes[-1], num_classes))
+    for m in layers:
+        if isinstance(m, nn.Linear):  # Keras defaults, so results compare with Keras ones
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return nn.Sequential(*layers)
+
+
+def _tf_init(model: nn.Module) -> nn.Module:
+    """DeepOBS/TF init: weights truncated normal (std 0.05, cut at 2 std), biases 0.05."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(m.weight, std=0.05, a=-0.1, b=0.1)
+            nn.init.constant_(m.bias, 0.05)
+    return model
+
+
+def _two_conv_two_dense(pool: Callable[[], nn.Module], num_classes: int, p: float):
+    # 5x5 'same' convs (padding 2) keep the size; each pool halves it: 28 -> 14 -> 7.
+    return _tf_init(nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), pool(),  # (N, 32, 14, 14)
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), pool(),  # (N, 64, 7, 7)
+        nn.Flatten(),  # (N, 3136)
+        nn.Linear(7 * 7 * 64, 1024), nn.ReLU(), _dropout(p),  # (N, 1024)
+        nn.Linear(1024, num_classes),
+    ))
+
+
+@register_model("2c2d", "DeepOBS fmnist_2c2d: conv32-pool-conv64-pool-fc1024-fc10")
+def cnn_2c2d(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+    """DeepOBS `fmnist_2c2d`: 5x5 'same' convs, 2x2/2 max-pools, TF-style init."""
+    return _two_conv_two_dense(lambda: nn.MaxPool2d(2, 2), num_classes, _check_dropout(dropout))
+
+
+@register_model("p1", "Balles & Hennig 2018 P1: 2c2d with 3x3/2 'same' max-pools")
+def p1(num_classes: int = 10) -> nn.Module:
+    """Fashion-MNIST net of "Dissecting Adam" (Balles & Hennig, arXiv 1705.07774), problem P1.
+
+    The paper gives conv 32 5x5, max-pool 3x3/2, conv 64 5x5, max-pool 3x3/2, fc 1024, fc 10
+    (ReLU) but not the padding; we follow its TensorFlow code: 'same' convs and 'same'
+    pools. TF's 'same' 3x3/2 pool on an even size pads one row/column at the bottom/right
+    only, so 28 -> 14 -> 7; we pad with -inf so the pad never wins the max. The shapes,
+    and so the parameter count (3,274,634), equal 2c2d's; only the pooling windows differ.
+    """
+    def pool() -> nn.Module:
+        return nn.Sequential(nn.ConstantPad2d((0, 1, 0, 1), float("-inf")), nn.MaxPool2d(3, 2))
+    return _two_conv_two_dense(pool, num_classes, 0.0)
+
+
+# --- fast modern models -------------------------------------------------------------------
+
+def _conv_bn(c_in: int, c_out: int, stride: int = 1) -> list[nn.Module]:
+    # bias=False: the batch norm right after subtracts the mean, a bias would be dead weight
+    return [nn.Conv2d(c_in, c_out, 3, stride, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+
+
+@register_model("cnn", "default: fast conv-BN-ReLU net, widths 32/64/128, best acc per CPU s")
+def cnn(num_classes: int = 10, widths: tuple[int, int, int] = (32, 64, 128),
+        dropout: float = 0.0) -> nn.Module:
+    """Airbench-style: pool early so the costly wide convs run on small maps.
+
+    Placeholder layout; chosen with benchmarks/model_speed.py (see the module notes).
+    """
+    w1, w2, w3 = _check_widths("widths", widths, 3)
+    p = _check_dropout(dropout)
+    return nn.Sequential(
+        *_conv_bn(1, w1), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (N, w1, 14, 14)
+        *_conv_bn(w1, w2), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (N, w2, 7, 7)
+        *_conv_bn(w2, w3), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (N, w3, 3, 3)
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), _dropout(p),  # (N, w3)
+        nn.Linear(w3, num_classes),
+    )
+
+
+class _Block(nn.Module):
+    """Pre-activation-free basic residual block: conv-BN-ReLU-conv-BN + shortcut, ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*_conv_bn(c_in, c_out, stride), nn.ReLU(inplace=True),
+                                  *_conv_bn(c_out, c_out))
+        # 1x1 strided projection only where the shape changes, identity elsewhere
+        self.short = (nn.Identity() if stride == 1 and c_in == c_out else
+                      nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                    nn.BatchNorm2d(c_out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.short(x))
+
+
+@register_model("resnet", "small ResNet: 3 stages of residual blocks, widths w/2w/4w")
+def resnet(num_classes: int = 10, width: int = 32, blocks: int = 1,
+           dropout: float = 0.0) -> nn.Module:
+    w = _check_int("width", width)
+    n = _check_int("blocks", blocks)
+    p = _check_dropout(dropout)
+    stages: list[nn.Module] = []
+    for i, (c_in, c_out) in enumerate([(w, w), (w, 2 * w), (2 * w, 4 * w)]):
+        stride = 1 if i == 0 else 2
+        stages += [_Block(c_in, c_out, stride)] + [_Block(c_out, c_out, 1) for _ in range(n - 1)]
+    return nn.Sequential(
+        *_conv_bn(1, w), nn.ReLU(inplace=True), nn.MaxPool2d(2),  # (N, w, 14, 14)
+        *stages,  # (N, 4w, 4, 4)
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), _dropout(p),  # (N, 4w)
+        nn.Linear(4 * w, num_classes),
+    )

@@ -1,0 +1,245 @@
+"""The training loop, the run directory, resume and the bad inputs of train/evaluate/predict."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist import api
+from fmnist.cli import main
+from fmnist.config import RunConfig
+from fmnist.data import DATASETS
+from fmnist.data.batches import Augment, augment_batch
+from fmnist.errors import ConfigError, RunError
+from fmnist.loop import TrainingDiverged
+from fmnist.schedule import lr_factor
+
+
+def learnable(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is a bright horizontal band at row 2 + 2*label, plus noise."""
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
+    return images, labels
+
+
+@pytest.fixture
+def toy(make_synthetic_source, tmp_path, monkeypatch):
+    """A learnable synthetic data set registered as 'toy' for the test's duration."""
+    rng = np.random.default_rng(1)
+    tr_x, tr_y = learnable(600, rng)
+    te_x, te_y = learnable(100, rng)
+    monkeypatch.setenv("FMNIST_DATA", str(tmp_path / "data"))  # found as $FMNIST_DATA/toy
+    syn = make_synthetic_source(name="toy", folder=tmp_path / "data" / "toy", overrides={
+        "train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y})
+    DATASETS.add("toy", syn.source)
+    yield syn
+    DATASETS.remove("toy")
+
+
+def toy_config(**train) -> RunConfig:
+    base = RunConfig().replace(
+        data={"dataset": "toy", "val_size": 100},
+        model={"name": "mlp"}, optim={"name": "adam", "lr": 3e-3},
+        train={"epochs": 3, "batch_size": 50, "eval_subset": 200, "threads": 1})
+    return base.replace(train=train) if train else base
+
+
+def without_time(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+
+def test_run_directory_holds_everything(toy, tmp_path):
+    run = api.train(toy_config(), out=tmp_path / "run", plots=False)
+    names = {p.name for p in run.dir.iterdir()}
+    assert {"config.json", "history.jsonl", "checkpoint.pt", "best.pt", "metrics.json",
+            "predictions.csv"} <= names
+    assert not [n for n in names if n.endswith(".tmp")]  # nothing half-written
+    history = [json.loads(line) for line in (run.dir / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in history] == [0, 1, 2, 3]
+    assert history[0]["step"] == 0 and history[0]["batch_loss"] is None  # scored before training
+    assert history[-1]["step"] == 3 * (500 // 50)
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert metrics["test_acc"] > 0.5  # chance is 0.1: the loop learns
+    assert np.array(metrics["confusion"]).sum() == 100
+    rows = list(csv.reader((run.dir / "predictions.csv").open()))
+    assert rows[0][:3] == ["index", "label", "pred"] and len(rows) == 101
+    probs = np.array([[float(v) for v in r[3:]] for r in rows[1:]])
+    assert np.allclose(probs.sum(1), 1, atol=1e-4)
+    config = json.loads((run.dir / "config.json").read_text())
+    assert config["model"]["name"] == "mlp" and "command" in config
+
+
+def test_same_seed_same_numbers(toy, tmp_path):
+    a = api.train(toy_config(), out=tmp_path / "a", plots=False)
+    b = api.train(toy_config(), out=tmp_path / "b", plots=False)
+    c = api.train(toy_config(seed=1), out=tmp_path / "c", plots=False)
+    assert without_time(a.history) == without_time(b.history)
+    assert a.metrics["test_loss"] == b.metrics["test_loss"]
+    assert without_time(a.history) != without_time(c.history)
+
+
+def test_resume_after_crash_matches_unbroken_run(toy, tmp_path):
+    config = toy_config(epochs=4).replace(model={"name": "cnn"}, data={"augment": True})
+    whole = api.train(config, out=tmp_path / "whole", plots=False)
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_epoch_2(history):
+        if history[-1]["epoch"] == 2:
+            raise Crash
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    api.save_config(broken, config)
+    with pytest.raises(Crash):
+        api.fit(config, broken, on_epoch=crash_after_epoch_2, progress=False)
+    resumed = api.resume(broken, plots=False)
+    assert without_time(resumed.history) == without_time(whole.history)
+    assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
+
+
+def test_training_on_an_existing_run_is_refused(toy, tmp_path):
+    api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    with pytest.raises(RunError, match="--resume"):
+        api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+
+
+def test_non_finite_loss_stops_with_a_clear_message(toy, tmp_path):
+    config = toy_config().replace(optim={"name": "sgd", "lr": 1e12})
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        api.train(config, out=tmp_path / "run", plots=False)
+    # the last good checkpoint (epoch 0 at least) is whole and loadable
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["history"]
+
+
+def test_early_stopping_restores_best_weights(toy, tmp_path):
+    config = toy_config(epochs=8, patience=1, schedule="constant").replace(
+        optim={"name": "sgd", "lr": 1e-9})  # nothing improves after epoch 1
+    run = api.train(config, out=tmp_path / "run", plots=False)
+    assert run.metrics["stopped_early"] and run.metrics["epochs_run"] < 8
+    assert run.metrics["weights"] == "best"
+
+
+def test_run_load_predict_and_evaluate_agree(toy, tmp_path):
+    run = api.train(toy_config(), out=tmp_path / "run", plots=False)
+    again = api.Run.load(run.dir)
+    m = again.evaluate("test")
+    assert m["accuracy"] == pytest.approx(run.metrics["test_acc"])
+    probs = again.predict(toy.arrays["test_images"][:5])
+    assert probs.shape == (5, 10)
+    with pytest.raises(ConfigError):
+        again.predict(np.zeros((2, 27, 27), np.uint8))
+
+
+def test_checkpoint_of_another_model_is_refused(toy, tmp_path):
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    config = json.loads((run.dir / "config.json").read_text())
+    config["model"]["name"] = "logreg"
+    (run.dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RunError, match="'mlp', not 'logreg'"):
+        api.Run.load(run.dir)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--epochs", "-1"], "epochs=-1"),
+    (["train", "--batch-size", "0"], "batch_size=0"),
+    (["train", "--model", "nope"], "unknown model 'nope'; known: "),
+    (["train", "--optimizer", "nope"], "unknown optimizer 'nope'; known: "),
+    (["train", "--lr", "-1"], "lr=-1"),
+    (["train", "--model-arg", "dropout"], "NAME=VALUE"),
+    (["evaluate", "no/such/run"], "no such run directory"),
+    (["predict", "no/such/run"], "no such run directory"),
+])
+def test_bad_input_gives_one_line(argv, needle, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error:") and needle in err[0], err
+
+
+def test_val_size_larger_than_training_set(toy, capsys):
+    assert main(["train", "--dataset", "toy", "--val-size", "600", "--no-plots"]) == 1
+    assert "val_size=600" in capsys.readouterr().err
+
+
+def test_run_dir_without_checkpoint(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps(RunConfig().to_dict()))
+    assert main(["evaluate", str(tmp_path)]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint_is_named(toy, tmp_path, capsys):
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    (run.dir / "best.pt").write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(run.dir)]) == 1
+    assert "best.pt: unreadable checkpoint" in capsys.readouterr().err
+
+
+def test_lr_schedules():
+    total, warm = 100, 10
+    for name in ("onecycle", "cosine"):
+        f = [lr_factor(name, s, total, warm) for s in range(total)]
+        assert f[0] > 0 and f[:warm] == sorted(f[:warm])  # the warm-up rises
+        assert max(f) == pytest.approx(1.0) and f[-1] < 0.05  # ...peaks, then decays to ~0
+    assert {lr_factor("constant", s, total) for s in range(total)} == {1.0}
+    assert [lr_factor("step", s, total) for s in (0, 49, 50, 75)] == [1.0, 1.0, 0.1, 0.01]
+
+
+def test_augmentations_keep_shape_and_are_seeded():
+    x = torch.arange(4 * 28 * 28, dtype=torch.int32).remainder(251).to(torch.uint8).view(4, 28, 28)
+    aug = Augment(crop_pad=2, flip=True, erase=0.5)
+    a = augment_batch(x, aug, torch.Generator().manual_seed(0))
+    b = augment_batch(x, aug, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.dtype == torch.uint8 and torch.equal(a, b)
+    flipped = augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(3))
+    for i in range(4):  # each image is itself or its mirror image
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+    cropped = augment_batch(x, Augment(crop_pad=2), torch.Generator().manual_seed(1))
+    centre = cropped[:, 2:-2, 2:-2]  # a shift by at most 2 pixels keeps the centre inside
+    for i in range(4):
+        windows = [x[i, 2 + dy:26 + dy, 2 + dx:26 + dx] for dy in (-2, -1, 0, 1, 2)
+                   for dx in (-2, -1, 0, 1, 2)]
+        assert any(torch.equal(centre[i], w) for w in windows)
+
+
+@pytest.mark.real_data
+def test_sigkill_then_resume_matches_unbroken_run(real_data_dir, tmp_path):
+    """A run killed by SIGKILL mid-training resumes to the same numbers (real data)."""
+    env = {**os.environ, "FMNIST_DATA": str(real_data_dir), "PYTHONUNBUFFERED": "1"}
+    flags = ["--model", "mlp", "--train-limit", "3000", "--val-size", "500", "--epochs", "12",
+             "--batch-size", "100", "--threads", "1", "--no-plots", "--quiet"]
+
+    def fmnist(*args):
+        return [sys.executable, "-m", "fmnist", *args]
+
+    subprocess.run(fmnist("train", *flags, "--out", str(tmp_path / "whole")), env=env,
+                   check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(fmnist("train", *flags, "--out", str(killed)), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = killed / "history.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if history.exists() and len(history.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = subprocess.run(fmnist("train", "--resume", str(killed), "--no-plots", "--quiet"),
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    whole = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((killed / "metrics.json").read_text())
+    assert resumed["test_loss"] == whole["test_loss"]
+    assert resumed["confusion"] == whole["confusion"]
