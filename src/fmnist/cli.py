@@ -326,6 +326,91 @@ def _train_parser(sub) -> None:
     o.set_defaults(func=cmd_optimizers)
 
 
+# ---------------------------------------------------------------- compare
+def cmd_compare(args) -> int:
+    import time
+
+    from .compare import PRESETS, Plan, compare, format_table, parse_optimizers
+    from .config import RunConfig
+
+    preset = PRESETS[args.preset] if args.preset else None
+    base = RunConfig().replace(data={"augment": False},  # DeepOBS: no augmentation,
+                               train={"schedule": "constant", "warmup_epochs": 0})  # constant lr
+    if preset:
+        base = base.replace(**preset.base)
+        print(f"preset {args.preset}: {preset.description}")
+    def given(**fields):
+        return {k: v for k, v in fields.items() if v is not None}
+    base = base.replace(
+        data=given(dataset=args.dataset, data_dir=str(args.data_dir) if args.data_dir else None,
+                   val_size=args.val_size, train_limit=args.train_limit),
+        model=given(name=args.model),
+        train=given(epochs=args.epochs, batch_size=args.batch_size, device=args.device,
+                    threads=args.threads))
+    if args.optimizers:
+        optimizers = parse_optimizers(args.optimizers)
+    elif preset:
+        optimizers = preset.optimizers
+    else:
+        raise ConfigError("--optimizers: name the optimizers to compare, e.g. "
+                          "--optimizers msgd,adam:1e-3,msvag (or use --preset)")
+    if args.lr_grid:  # search every learning rate that was not given explicitly by the user
+        given_lrs = dict(parse_optimizers(args.optimizers or ""))
+        optimizers = tuple((n, given_lrs.get(n)) for n, _ in optimizers)
+    else:  # no grid: an optimizer without a learning rate runs at its default
+        from .optim import OPTIMIZERS
+        optimizers = tuple((n, lr if lr is not None else OPTIMIZERS.get(n).defaults["lr"])
+                           for n, lr in optimizers)
+    seeds = args.seeds if args.seeds is not None else (preset.seeds if preset else 3)
+    plan = Plan(base, optimizers, tuple(range(seeds)), grid_points=args.grid_points,
+                extra={"preset": args.preset, "command": " ".join(["fmnist", *sys.argv[1:]])})
+    out = args.out or Path("comparisons") / f"{time.strftime('%Y%m%d-%H%M%S')}-{base.model.name}"
+    print(f"comparing {', '.join(n for n, _ in optimizers)} on {base.model.name}, "
+          f"{seeds} seed(s), {base.train.epochs} epoch(s) each -> {out}")
+    rows = compare(plan, out, log=(lambda _m: None) if args.quiet else print)
+    print(format_table(rows))
+    if not args.no_plots:
+        from .plots_compare import draw_comparison
+        for path in draw_comparison(out):
+            print(f"wrote {path}")
+    return 0
+
+
+def _compare_parser(sub) -> None:
+    from .config import DEVICES
+
+    p = sub.add_parser("compare", help="compare optimizers over several seeds (DeepOBS-style)",
+                       description="Train one model with several optimizers and seeds, the "
+                       "same data order per seed, constant learning rates and no augmentation; "
+                       "score every epoch on a fixed 10k training subset and the validation "
+                       "split; print mean ± std over seeds. Runs already done are skipped, so "
+                       "the same command continues an interrupted comparison (give --out).")
+    _add_data_flags(p)
+    p.add_argument("--optimizers", metavar="NAME[:LR],...",
+                   help="e.g. msgd,adam:1e-3,msvag:0.3 (no LR: the default, or --lr-grid)")
+    p.add_argument("--preset", choices=("dissecting-adam",),
+                   help="dissecting-adam: the paper's Fashion-MNIST setting (P1, batch 64, "
+                        "~6000 steps, tuned constant rates)")
+    p.add_argument("--model", help="model name (default: cnn, or the preset's)")
+    p.add_argument("--seeds", type=_positive_int, help="seeds per optimizer (default: 3)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: 10, or the preset's)")
+    p.add_argument("--batch-size", type=int, help="default: 256, or the preset's")
+    p.add_argument("--lr-grid", action="store_true",
+                   help="choose each learning rate not given by a log-spaced grid search "
+                        "(first seed, best final validation accuracy)")
+    p.add_argument("--grid-points", type=_positive_int, default=5,
+                   help="learning rates in the grid, default/10 .. default*10 (default: 5)")
+    p.add_argument("--val-size", type=int, help="validation images (default: 5000)")
+    p.add_argument("--train-limit", type=int, metavar="N",
+                   help="quick look: a stratified subset of N training images")
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", type=Path, help="comparison directory (default: comparisons/<time>-<model>)")
+    p.add_argument("--no-plots", action="store_true", help="draw no figures")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+    p.set_defaults(func=cmd_compare)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -335,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _data_parser(sub)
     _train_parser(sub)
+    _compare_parser(sub)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""Every registered model: shapes, finite outputs and grads, kwargs checks; pinned sizes."""
+import pytest
+import torch
+
+from fmnist.errors import ConfigError, UnknownNameError
+from fmnist.models import (MODELS, ModelSpec, build_model, count_parameters, model_table,
+                           register_model)
+
+# Reference architectures whose size must not drift: a change here changes published results.
+PINNED = {
+    "logreg": 7_850,  # 784*10 + 10
+    "mlp": 101_770,  # 784*128+128 + 128*10+10
+    "mlp2": 235_146,  # 784*256+256 + 256*128+128 + 128*10+10
+    "2c2d": 3_274_634,  # DeepOBS fmnist_2c2d
+    "p1": 3_274_634,  # same shapes as 2c2d (28 -> 14 -> 7), only the pool windows differ
+}
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+def test_forward_shape_and_finite(name, train):
+    model = build_model(name).train(train)
+    x = torch.randn(4, 1, 28, 28)  # (N, 1, 28, 28), normalised
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (4, 10) and out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_backward_gives_finite_grads(name):
+    model = build_model(name)
+    loss = torch.nn.functional.cross_entropy(model(torch.randn(4, 1, 28, 28)),
+                                             torch.tensor([0, 3, 7, 9]))
+    loss.backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None, pname
+        assert torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_num_classes(name):
+    model = build_model(name, num_classes=3).eval()
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_pinned_parameter_counts(name):
+    assert count_parameters(build_model(name)) == PINNED[name]
+
+
+def test_model_table_lists_every_model():
+    table = model_table()
+    assert [row[0] for row in table] == MODELS.names()
+    assert all(params > 0 and desc for _, params, desc in table)
+    assert dict((n, p) for n, p, _ in table)["2c2d"] == 3_274_634
+
+
+def test_unknown_name_lists_known_names():
+    with pytest.raises(UnknownNameError) as err:
+        build_model("resnet9000")
+    message = str(err.value)
+    assert "resnet9000" in message
+    assert all(name in message for name in MODELS.names())
+
+
+@pytest.mark.parametrize("name, kwargs, arg", [
+    ("mlp", {"dropuot": 0.1}, "dropuot"),  # typo: unknown keyword
+    ("logreg", {"dropout": 0.1}, "dropout"),  # keyword another model takes
+    ("mlp", {"dropout": 1.0}, "dropout"),  # outside [0, 1)
+    ("cnn", {"dropout": -0.1}, "dropout"),
+    ("cnn", {"dropout": "0.1"}, "dropout"),  # ill-typed
+    ("mlp2", {"hidden": (256, -1)}, "hidden"),  # negative width
+    ("mlp2", {"hidden": 256}, "hidden"),  # not a tuple
+    ("cnn", {"widths": (32, 64)}, "widths"),  # wrong length
+    ("resnet", {"width": 0}, "width"),
+    ("resnet", {"width": 32.5}, "width"),
+    ("mlp", {"num_classes": 0}, "num_classes"),
+    ("mlp", {"num_classes": True}, "num_classes"),
+])
+def test_bad_kwargs_raise_config_error(name, kwargs, arg):
+    with pytest.raises(ConfigError, match=arg):
+        build_model(name, **kwargs)
+
+
+def test_configurable_widths_change_the_model():
+    small = count_parameters(build_model("mlp2", hidden=(32,)))
+    assert small == 784 * 32 + 32 + 32 * 10 + 10
+    assert (count_parameters(build_model("resnet", width=16))
+            < count_parameters(build_model("resnet")))
+
+
+def test_dropout_is_active_only_in_train_mode():
+    model = build_model("mlp", dropout=0.5)
+    x = torch.randn(8, 1, 28, 28)
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+def test_duplicate_registration_raises():
+    spec = MODELS.get("mlp")
+    with pytest.raises(ValueError, match="twice"):
+        register_model("mlp", "again")(spec.factory)
+    assert MODELS.get("mlp") is spec  # the first entry survives
+    assert isinstance(spec, ModelSpec)
