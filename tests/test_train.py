@@ -243,3 +243,44 @@ def test_sigkill_then_resume_matches_unbroken_run(real_data_dir, tmp_path):
     resumed = json.loads((killed / "metrics.json").read_text())
     assert resumed["test_loss"] == whole["test_loss"]
     assert resumed["confusion"] == whole["confusion"]
+
+
+def test_train_cli_draws_figures_and_report(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp",
+                 "--epochs", "2", "--batch-size", "50", "--threads", "1", "--quiet",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and str(out) in printed
+    for name in ("curves.png", "confusion.png", "per_class.png", "predictions.png",
+                 "mistakes.png", "report.html"):
+        assert (out / name).stat().st_size > 1000, name
+    (out / "curves.png").unlink()
+    assert main(["plot", str(out)]) == 0  # redrawn from the saved files, no training
+    assert (out / "curves.png").exists()
+    assert main(["evaluate", str(out)]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    assert main(["predict", str(out), "--out", str(tmp_path / "p.csv")]) == 0
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 101
+
+
+def test_no_plots_draws_nothing(toy, tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg",
+                 "--epochs", "1", "--threads", "1", "--quiet", "--no-plots",
+                 "--out", str(out)]) == 0
+    assert not list(out.glob("*.png")) and not (out / "report.html").exists()
+
+
+def test_predict_on_an_idx_file(toy, tmp_path, capsys):
+    from fmnist.data import write_idx
+
+    out = tmp_path / "run"
+    api.train(toy_config(epochs=1), out=out, plots=False)
+    write_idx(tmp_path / "mine.idx.gz", toy.arrays["test_images"][:7])
+    assert main(["predict", str(out), "--images", str(tmp_path / "mine.idx.gz")]) == 0
+    rows = (out / "predictions-mine.idx.gz.csv").read_text().splitlines()
+    assert len(rows) == 8 and rows[1].split(",")[1] == "-1"  # no true label known
+    write_idx(tmp_path / "bad.idx", toy.arrays["test_images"][:3, :20, :20].copy())
+    assert main(["predict", str(out), "--images", str(tmp_path / "bad.idx")]) == 1
+    assert "(N, 28, 28)" in capsys.readouterr().err

@@ -111,9 +111,11 @@ def _fit_and_finish(config: RunConfig, run_dir: Path, resuming: bool, progress: 
     result = fit(config, run_dir, resume=resuming, progress=progress, log=log,
                  on_epoch=on_epoch)
     metrics = finish(result, config, run_dir)
-    if plots:
+    if plots:  # the figures and the one-page report, drawn from the files just written
         from .plots import draw_run
+        from .report import write_report
         draw_run(run_dir, test_images=result.data.test.images.cpu().numpy())
+        write_report(run_dir)
     return Run(run_dir, config, result.model, result.history, metrics)
 
 

@@ -411,6 +411,57 @@ def _compare_parser(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+# ---------------------------------------------------------------- plot, report
+def _is_comparison(directory: Path) -> bool:
+    return (directory / "runs").is_dir() and (directory / "comparison.json").exists()
+
+
+def cmd_plot(args) -> int:
+    from .errors import RunError
+
+    directory = args.directory
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run or comparison directory")
+    if _is_comparison(directory):
+        from .plots_compare import draw_comparison
+        written = draw_comparison(directory)
+    else:
+        from .data import load
+        from .plots import draw_run
+        from .runs import load_config
+
+        config = load_config(directory)
+        test = load(config.data.dataset, "test", data_dir=config.data.data_dir)
+        written = draw_run(directory, test_images=test.images)
+    if not written:
+        raise RunError(f"{directory}: nothing to draw (no history.jsonl, metrics.json or runs/)")
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .errors import RunError
+    from .report import write_report
+
+    if not args.directory.is_dir():
+        raise RunError(f"{args.directory}: no such run or comparison directory")
+    if args.redraw:
+        cmd_plot(args)
+    print(f"wrote {write_report(args.directory)}")
+    return 0
+
+
+def _plot_parsers(sub) -> None:
+    p = sub.add_parser("plot", help="(re)draw a run's or a comparison's figures from its files")
+    p.add_argument("directory", type=Path, metavar="DIR", help="run or comparison directory")
+    p.set_defaults(func=cmd_plot)
+    r = sub.add_parser("report", help="write DIR/report.html: one self-contained page")
+    r.add_argument("directory", type=Path, metavar="DIR", help="run or comparison directory")
+    r.add_argument("--redraw", action="store_true", help="redraw the figures first")
+    r.set_defaults(func=cmd_report)
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -421,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_parser(sub)
     _train_parser(sub)
     _compare_parser(sub)
+    _plot_parsers(sub)
     return parser
 
 

@@ -47,7 +47,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[st
         for j, i in enumerate(pick):
             y, x = c * (28 + gap), j * (28 + gap)
             mosaic[y:y + 28, x:x + 28] = images[i]
-    fig = Figure(figsize=(0.6 * per_class + 1.4, 0.6 * C + 0.6), layout="constrained")
+    fig = Figure(figsize=(0.6 * per_class + 1.4, 0.6 * C + 0.6), layout="compressed")  # for a fixed-aspect image
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     image_axes(ax)
