@@ -83,9 +83,12 @@ def comparison(d):
     for k, (opt, lr, acc, div) in enumerate([("sgd", 0.1, 0.88, False), ("sgd", 0.1, 0.90, False),
                                              ("adam", 0.001, 0.91, False), ("adam", 0.001, float("nan"), True)]):
         history = [{"epoch": 0, "val_acc": 0.1, "seconds": 0.0}, {"epoch": 1, "val_acc": acc - 0.01, "seconds": 3.0}]
-        run = {"optimizer": opt, "lr": lr, "seed": k, "history": history, "test_acc": acc, "diverged": div}
+        run = {"optimizer": opt, "lr": lr, "seed": k, "history": history, "test_acc": None if div else acc,
+               "diverged": div, "seconds": 10.0 + k}
         (d / "runs" / f"{opt}-{k}.json").write_text(json.dumps(run))
-    (d / "config.json").write_text(json.dumps({"optimizers": ["sgd", "adam"], "seeds": 2, "epochs": 1}))
+    (d / "comparison.json").write_text(json.dumps({"optimizers": [["sgd", 0.1], ["adam", None]], "seeds": [0, 1],
+                                                   "base": {"model": {"name": "mlp"}}}))
+    (d / "summary.json").write_text(json.dumps([{"optimizer": "adam", "lr": 0.001, "lr_chosen_by": "grid search"}]))
 
 
 def test_comparison_report(tmp_path):
@@ -98,7 +101,8 @@ def test_comparison_report(tmp_path):
     assert "comparison_final.png is missing" in page
     assert "89.00 \u00b1 1.41%" in page  # sgd: mean and sample std of 0.88, 0.90
     assert "91.00 \u00b1 0.00%" in page and "1/2" in page  # adam: one seed diverged
-    assert "best: <b>adam (lr=0.001)</b>" in page
+    assert "best: <b>adam (lr=0.001)</b>" in page and "grid search" in page
+    assert "base.model.name" in page and "10.5" in page  # settings from comparison.json; seconds per run
     assert_self_contained(page)
 
 

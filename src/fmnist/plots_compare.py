@@ -109,7 +109,7 @@ def comparison_curves(runs: Sequence[dict[str, Any]],
     handles = [Line2D([], [], lw=2, label=_legend_label(g), **(_style(i) if g["ok"] else {"color": GREY, "ls": ":"}))
                for i, g in enumerate(groups)]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize=9, frameon=False)
-    fig.suptitle("Optimizer comparison: mean over seeds (line), min to max (band)", fontsize=12)
+    fig.suptitle("Optimizer comparison\nline: mean over seeds, band: min to max", fontsize=12)
     return fig
 
 

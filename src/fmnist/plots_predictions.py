@@ -50,7 +50,7 @@ def predictions_panel(images: np.ndarray, probs: np.ndarray, labels: Sequence[in
         ax_bar.set_xticks(range(len(names)), names, rotation=50, ha="right", rotation_mode="anchor", fontsize=7)
         ax_bar.tick_params(axis="x", length=2, pad=1)
         ax_bar.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(f"Predictions on the first {k} test images: {right} right, {k - right} wrong", fontsize=13)
+    fig.suptitle(f"Predictions on {k} test images: {right} right, {k - right} wrong", fontsize=13)
     fig.legend(handles=[Patch(color=RIGHT, label="true class (the prediction when right)"),
                         Patch(color=WRONG, label="wrong prediction"),
                         Patch(color=GREY, label="other classes")],

@@ -90,10 +90,10 @@ def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def _settings(directory: Path) -> str:
-    config = _read_json(directory / "config.json")
+def _settings(directory: Path, name: str) -> str:
+    config = _read_json(directory / name)
     if config is None:
-        return _note("No config.json in this directory.")
+        return _note(f"No {name} in this directory.")
     return _table(["setting", "value"], _flatten(config), cls="settings")
 
 
@@ -126,7 +126,7 @@ def _run_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
     else:
         table = _note("No per-class metrics (metrics.json is missing or has none).")
     sections = [
-        ("settings", "Settings", _settings(d)),
+        ("settings", "Settings", _settings(d, "config.json")),
         ("curves", "Training curves", _image(d / "curves.png", "training curves", "history.jsonl")),
         ("per-class", "Per-class metrics", table),
         ("confusion", "Confusion matrix", _image(d / "confusion.png", "confusion matrix", "metrics.json")),
@@ -138,12 +138,17 @@ def _run_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
 
 def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
     groups = group_runs(read_runs(d))
+    summary = _read_json(d / "summary.json")  # compare.py's rows: how each lr was chosen
+    chosen = {(r.get("optimizer"), r.get("lr")): r.get("lr_chosen_by", "")
+              for r in (summary if isinstance(summary, list) else []) if isinstance(r, dict)}
     rows, best = [], None
     for g in groups:
-        val = mean_std([final_value(r, "val_acc") for r in g["ok"]])
+        # a run file's own fields (compare.py writes them) first, else its history's last record
+        val = mean_std([r.get("final_val_acc", final_value(r, "val_acc")) for r in g["ok"]])
         test = mean_std([r["test_acc"] for r in g["ok"]])
-        secs = mean_std([final_value(r, "seconds") for r in g["ok"]])
-        rows.append([g["optimizer"], "n/a" if g["lr"] is None else f"{g['lr']:g}", f"{len(g['ok'])}/{len(g['runs'])}",
+        secs = mean_std([r.get("seconds", final_value(r, "seconds")) for r in g["runs"]])
+        rows.append([g["optimizer"], "n/a" if g["lr"] is None else f"{g['lr']:g}",
+                     chosen.get((g["optimizer"], g["lr"]), ""), f"{len(g['ok'])}/{len(g['runs'])}",
                      _pct(*val), _pct(*test), "n/a" if secs[2] == 0 else f"{secs[0]:.1f}"])
         if test[2] and (best is None or test[0] > best[1]):
             best = (g["label"], test[0], test[1])
@@ -151,14 +156,14 @@ def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
         n = sum(len(g["runs"]) for g in groups)
         top = f"; best: <b>{_e(best[0])}</b> at <b>{100 * best[1]:.2f} \u00b1 {100 * best[2]:.2f}%</b>" if best else ""
         headline = f'<p class="headline">{n} runs in {len(groups)} settings{top}</p>'
-        table = _table(["optimizer", "lr", "seeds (not diverged / all)", "final val acc (mean \u00b1 std)",
-                        "test acc (mean \u00b1 std)", "seconds (mean)"], rows) \
+        table = _table(["optimizer", "lr", "lr chosen by", "seeds (not diverged / all)", "final val acc (mean \u00b1 std)",
+                        "test acc (mean \u00b1 std)", "seconds per run (mean)"], rows) \
             + _note("Mean and sample std over the seeds that did not diverge.")
     else:
         headline = _note("No runs/*.json in this comparison yet.")
         table = _note("Nothing to summarise.")
     sections = [
-        ("settings", "Settings", _settings(d)),
+        ("settings", "Settings", _settings(d, "comparison.json")),
         ("summary", "Summary", table),
         ("comparison-curves", "Curves", _image(d / "comparison_curves.png", "comparison curves", "runs/*.json")),
         ("comparison-final", "Final test accuracy",
