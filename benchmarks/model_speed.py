@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import statistics
 import time
@@ -26,7 +27,7 @@ from fmnist.models import MODELS, build_model, count_parameters
 
 def measure(model: nn.Module, batch: int = 256, repeats: int = 5, steps: int = 3,
             bf16: bool = False, channels_last: bool = False) -> tuple[float, float]:
-    """Median images/s over `repeats` timings of `steps` train steps, then eval forwards."""
+    """(train, eval) images/s: median over `repeats` timings of >= `steps` batches each."""
     torch.manual_seed(0)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -51,13 +52,18 @@ def measure(model: nn.Module, batch: int = 256, repeats: int = 5, steps: int = 3
         model.train(train)
         for _ in range(2):  # warm-up: oneDNN picks and caches its kernels on first calls
             step()
+        t0 = time.perf_counter()
+        step()
+        # tiny models (logreg) take microseconds a step: time at least ~50 ms per figure,
+        # or timer and scheduler noise swamp the result
+        n = max(steps, math.ceil(0.05 / (time.perf_counter() - t0)))
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(n):
                 step()
             times.append(time.perf_counter() - t0)
-        return batch * steps / statistics.median(times)
+        return batch * n / statistics.median(times)
 
     return rate(train_step, True), rate(eval_step, False)
 

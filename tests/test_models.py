@@ -44,6 +44,17 @@ def test_backward_gives_finite_grads(name):
 
 
 @pytest.mark.parametrize("name", MODELS.names())
+def test_bf16_channels_last(name):
+    # the fast way to train on the CPU (benchmarks/model_speed.py) must work for every model
+    model = build_model(name).to(memory_format=torch.channels_last)
+    x = torch.randn(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(x)
+    out.float().sum().backward()
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS.names())
 def test_num_classes(name):
     model = build_model(name, num_classes=3).eval()
     assert model(torch.randn(2, 1, 28, 28)).shape == (2, 3)
@@ -77,6 +88,7 @@ def test_unknown_name_lists_known_names():
     ("cnn", {"dropout": "0.1"}, "dropout"),  # ill-typed
     ("mlp2", {"hidden": (256, -1)}, "hidden"),  # negative width
     ("mlp2", {"hidden": 256}, "hidden"),  # not a tuple
+    ("mlp2", {"hidden": (256, "128")}, "hidden"),
     ("cnn", {"widths": (32, 64)}, "widths"),  # wrong length
     ("resnet", {"width": 0}, "width"),
     ("resnet", {"width": 32.5}, "width"),
@@ -88,9 +100,18 @@ def test_bad_kwargs_raise_config_error(name, kwargs, arg):
         build_model(name, **kwargs)
 
 
+def test_type_error_inside_a_factory_becomes_config_error(monkeypatch):
+    def broken(num_classes: int = 10, size: object = None):
+        return torch.nn.Linear(784, size)  # TypeError for size=None
+    monkeypatch.setitem(MODELS._entries, "broken", ModelSpec("broken", broken, "test"))
+    with pytest.raises(ConfigError, match="broken"):
+        build_model("broken")
+
+
 def test_configurable_widths_change_the_model():
-    small = count_parameters(build_model("mlp2", hidden=(32,)))
+    small = count_parameters(build_model("mlp2", hidden=[32]))  # a list, as JSON gives
     assert small == 784 * 32 + 32 + 32 * 10 + 10
+    assert count_parameters(build_model("cnn", widths=(8, 8, 8))) < 10_000
     assert (count_parameters(build_model("resnet", width=16))
             < count_parameters(build_model("resnet")))
 
