@@ -265,22 +265,25 @@ def _train_parser(sub) -> None:
     g.add_argument("--model-arg", action="append", metavar="NAME=VALUE",
                    help="model keyword, repeatable: --model-arg dropout=0.1")
     g.add_argument("--optimizer", help="optimizer name (default: nesterov; see `fmnist optimizers`)")
-    g.add_argument("--lr", type=float, help="peak learning rate (default: the optimizer's)")
-    g.add_argument("--weight-decay", type=float, help="weight decay (default: the optimizer's)")
+    g.add_argument("--lr", type=float, help="peak learning rate (default: 0.2 for the default "
+                   "nesterov, else the optimizer's own)")
+    g.add_argument("--weight-decay", type=float, help="weight decay on conv/linear weights "
+                   "(default: 5e-4 for the default nesterov, else the optimizer's own)")
     g.add_argument("--opt-arg", action="append", metavar="NAME=VALUE",
                    help="optimizer hyperparameter, repeatable: --opt-arg beta=0.9")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, help="passes over the training split (default: 10)")
+    g.add_argument("--epochs", type=int, help="passes over the training split (default: 15)")
     g.add_argument("--batch-size", type=int, help="images per step (default: 256)")
     g.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule (default: onecycle)")
-    g.add_argument("--warmup-epochs", type=float, help="linear warm-up in epochs (default: 1)")
-    g.add_argument("--label-smoothing", type=float, help="in [0, 1) (default: 0)")
+    g.add_argument("--warmup-epochs", type=float, help="linear warm-up in epochs (default: 2.5)")
+    g.add_argument("--label-smoothing", type=float, help="in [0, 1) (default: 0.1)")
     g.add_argument("--clip-grad", type=float, help="max gradient norm (default: no clipping)")
     g.add_argument("--patience", type=int, help="early stopping: epochs without a better "
                    "validation accuracy (default: off)")
     g.add_argument("--seed", type=int, help="seed for weights, order, augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="default: auto (cuda if available)")
-    g.add_argument("--precision", choices=PRECISIONS, help="default: auto (bf16 on CUDA, fp32 on CPU)")
+    g.add_argument("--precision", choices=PRECISIONS, help="default: auto (bf16 autocast on GPUs and on CPUs with bf16 instructions, "
+                   "else fp32)")
     g.add_argument("--threads", type=int, help="CPU threads (default: 0 = every usable core)")
     g = p.add_argument_group("data split and augmentation")
     g.add_argument("--val-size", type=int, help="validation images held out of the training "
@@ -291,7 +294,7 @@ def _train_parser(sub) -> None:
     g.add_argument("--augment", dest="augment", action="store_true", default=None,
                    help="random crop and flip (default: on for CNNs, off for MLPs)")
     g.add_argument("--no-augment", dest="augment", action="store_false")
-    g.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (default: 2)")
+    g.add_argument("--crop-pad", type=int, help="random-crop padding in pixels (default: 1)")
     g.add_argument("--no-flip", dest="flip", action="store_false", default=None,
                    help="no horizontal flips when augmenting")
     g.add_argument("--erase", type=float, help="random-erasing probability (default: 0)")
@@ -393,7 +396,7 @@ def _compare_parser(sub) -> None:
                         "~6000 steps, tuned constant rates)")
     p.add_argument("--model", help="model name (default: cnn, or the preset's)")
     p.add_argument("--seeds", type=_positive_int, help="seeds per optimizer (default: 3)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default: 10, or the preset's)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default: 15, or the preset's)")
     p.add_argument("--batch-size", type=int, help="default: 256, or the preset's")
     p.add_argument("--lr-grid", action="store_true",
                    help="choose each learning rate not given by a log-spaced grid search "

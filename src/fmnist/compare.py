@@ -98,7 +98,8 @@ def one_run(base: RunConfig, optimizer: str, lr: float, seed: int, folder: Path,
     if path.exists():
         log(f"  {path.stem}: done before, skipped")
         return json.loads(path.read_text())
-    config = base.replace(optim={"name": optimizer, "lr": lr}, train={"seed": seed})
+    config = base.replace(optim={"name": optimizer, "lr": lr, "weight_decay": None},
+                          train={"seed": seed})
     work = folder / ".work" / path.stem  # checkpoints while it trains; resumed if cut short
     work.mkdir(parents=True, exist_ok=True)
     save_config(work, config)
