@@ -147,6 +147,7 @@ def test_missing_files_without_download(cmd, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(fetch_mod, "download", functools.partial(
         fetch_mod.download, mirrors=(dead,), retries=1, backoff_s=0.0, timeout=2))
     empty = tmp_path / "empty"
+    empty.mkdir()  # exists but holds nothing (a missing folder is refused outright)
     argv = ["data", cmd, "--data-dir", str(empty)]
     if cmd == "show":
         argv += ["--out", str(tmp_path / "x.png")]

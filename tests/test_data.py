@@ -141,6 +141,7 @@ def test_unknown_split(synthetic_source):
 
 def test_missing_files_without_download(synthetic_source, tmp_path):
     source, _ = synthetic_source
+    (tmp_path / "empty").mkdir()
     with pytest.raises(DataNotFoundError, match="fmnist data get") as info:
         load(source, "train", data_dir=tmp_path / "empty", download=False)
     assert str(tmp_path / "empty") in str(info.value)
@@ -536,3 +537,18 @@ def test_real_files_found_through_fmnist_data(real_data_dir, monkeypatch):
     found = locate("fashion-mnist", download_missing=False)
     assert found["test_labels"] == real_data_dir / "fashion-mnist" / FILENAMES["test_labels"]
     assert len(load("fashion-mnist", "test", download=False)) == 10000
+
+
+def test_missing_explicit_data_dir_is_an_error_not_a_fallback(tmp_path):
+    from fmnist.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="no such folder"):
+        load("fashion-mnist", "test", data_dir=tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_fractional_count_is_refused():
+    from fmnist.data import stratified_split
+
+    with pytest.raises(ConfigError, match="val_size=2.5"):
+        stratified_split(np.arange(100) % 10, 2.5)

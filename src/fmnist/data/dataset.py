@@ -154,6 +154,8 @@ def stratified_split(labels: np.ndarray, val_size: int | float, seed: int = 0):
     `val_size` is a count, or a fraction of the data when below 1.
     """
     n = len(labels)
+    if isinstance(val_size, float) and not val_size.is_integer() and val_size >= 1:
+        raise ConfigError(f"val_size={val_size}: give a count (an integer) or a fraction below 1")
     n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= n_val < n:
         raise ConfigError(f"val_size={val_size} must leave training data: use 0 <= val_size "

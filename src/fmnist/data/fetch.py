@@ -195,6 +195,10 @@ def locate(source: str | DataSource, data_dir: str | os.PathLike | None = None, 
            download_missing: bool = True, progress: bool = True) -> dict[str, Path]:
     """role -> path of the data set's files, downloading them if no folder has them."""
     source = get_source(source)
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        # a typo must not send the search elsewhere, nor a download into a new folder
+        raise DataNotFoundError(f"--data-dir {data_dir}: no such folder; create it (files "
+                                "are downloaded into it) or point at the folder of IDX files")
     found = find_files(source, data_dir)
     if found:
         return found
