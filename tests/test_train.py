@@ -284,3 +284,33 @@ def test_predict_on_an_idx_file(toy, tmp_path, capsys):
     write_idx(tmp_path / "bad.idx", toy.arrays["test_images"][:3, :20, :20].copy())
     assert main(["predict", str(out), "--images", str(tmp_path / "bad.idx")]) == 1
     assert "(N, 28, 28)" in capsys.readouterr().err
+
+
+def test_predict_on_pictures(toy, tmp_path, capsys):
+    from PIL import Image
+
+    out = tmp_path / "run"
+    api.train(toy_config(epochs=2), out=out, plots=False)
+    # a "photo": the class-3 pattern, dark on a white page, larger than 28x28
+    band = 255 - np.kron(toy.arrays["test_images"][3], np.ones((4, 4), np.uint8))
+    Image.fromarray(band).save(tmp_path / "photo.png")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    assert main(["predict", str(out), "--images", str(tmp_path / "photo.png")]) == 0
+    assert "photo.png: class" in capsys.readouterr().out
+    assert main(["predict", str(out), "--images", str(tmp_path / "broken.jpg")]) == 1
+    assert "broken.jpg: not an image" in capsys.readouterr().err
+
+
+def test_picture_preparation_matches_the_data_set():
+    from fmnist.data.images import prepare
+
+    page = np.full((100, 60), 240, np.uint8)  # a white page
+    page[20:80, 10:40] = 30  # a dark garment, taller than wide
+    x = prepare(page)
+    assert x.shape == (28, 28) and x.dtype == np.uint8
+    assert x[:, 0].max() == 0 and x[:, -1].max() == 0  # black background after inversion
+    assert x.max() == 255  # full range
+    rows = np.flatnonzero(x.max(1) > 0)
+    assert rows[-1] - rows[0] + 1 == 28  # the longest edge fills the frame
+    cols = np.flatnonzero(x.max(0) > 0)
+    assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1  # centred

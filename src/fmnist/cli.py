@@ -228,27 +228,42 @@ def cmd_predict(args) -> int:
     import numpy as np
 
     from .api import open_run
-    from .data import load, read_idx
+    from .data import get_source, load
     from .runs import save_predictions
 
     run = open_run(args.run_dir, args.device)
-    if args.images is not None:
-        images, labels = read_idx(args.images), None
-        if images.ndim == 2:
-            images = images[None]
+    names: list[str] = []  # which file each image came from, for pictures
+    if args.images:
+        parts = [_read_images(p) for p in args.images]
+        names = [p.name for p, part in zip(args.images, parts) for _ in range(len(part))]
+        images, labels = np.concatenate(parts), np.full(len(names), -1)
     else:
         part = load(run.config.data.dataset, args.split, data_dir=run.config.data.data_dir)
         images, labels = part.images, part.labels
     probs = run.predict(images)
-    labels = labels if labels is not None else np.full(len(probs), -1)
-    out = Path(args.out) if args.out else run.dir / f"predictions-{args.images.name if args.images else args.split}.csv"
+    what = args.images[0].name if args.images else args.split
+    out = Path(args.out) if args.out else run.dir / f"predictions-{what}.csv"
     path = save_predictions(out.parent, labels, probs, name=out.name)
+    class_names = get_source(run.config.data.dataset).class_names
+    for name, row in list(zip(names, probs))[:20]:  # a glance; the CSV has them all
+        print(f"  {name}: {class_names[row.argmax()]} ({100 * row.max():.1f}%)")
     known = labels >= 0
     if known.any():
         acc = float((probs.argmax(1)[known] == labels[known]).mean())
         print(f"accuracy {100 * acc:.2f}% on {int(known.sum())} labelled images")
     print(f"wrote {len(probs)} predictions to {path}")
     return 0
+
+
+def _read_images(path: Path):
+    """(N, 28, 28) uint8: an IDX file of images, or one picture prepared like the data set."""
+    from .data import read_idx
+    from .data.images import IMAGE_SUFFIXES, read_picture
+
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return read_picture(path)[None]
+    images = read_idx(path)
+    return images[None] if images.ndim == 2 else images
 
 
 def _train_parser(sub) -> None:
@@ -314,11 +329,14 @@ def _train_parser(sub) -> None:
     e.add_argument("--device", choices=DEVICES, default="auto")
     e.set_defaults(func=cmd_evaluate)
 
-    pr = sub.add_parser("predict", help="write a run's predictions for a split or an IDX file")
+    pr = sub.add_parser("predict", help="write a run's predictions for a split, IDX files or pictures")
     pr.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     src = pr.add_mutually_exclusive_group()
     src.add_argument("--split", choices=("test", "train"), default="test")
-    src.add_argument("--images", type=Path, help="IDX file of uint8 28x28 images (.gz or not)")
+    src.add_argument("--images", type=Path, nargs="+", metavar="FILE",
+                     help="IDX files of uint8 28x28 images (.gz or not), or pictures (PNG, "
+                          "JPEG, ...): trimmed, resized to 28, centred and inverted to a "
+                          "light garment on black, like the data set")
     pr.add_argument("--out", type=Path, help="CSV to write (default: RUN_DIR/predictions-<what>.csv)")
     pr.add_argument("--device", choices=DEVICES, default="auto")
     pr.set_defaults(func=cmd_predict)
