@@ -56,12 +56,20 @@ def test_run_report_has_every_section_and_embeds_images(tmp_path):
 
 def test_run_report_notes_missing_parts(tmp_path):
     (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "config.json").write_text('{"model": {"name": "mlp"}}')
     page = write_report(tmp_path / "bare").read_text(encoding="utf-8")
     for id_ in RUN_IDS:
         assert f'id="{id_}"' in page
     assert "data:image" not in page
-    assert "No config.json" in page and "curves.png is missing" in page and "not been evaluated" in page
+    assert "curves.png is missing" in page and "not been evaluated" in page
     assert_self_contained(page)
+
+
+def test_report_refuses_a_folder_that_is_no_run(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RunError, match="neither a run"):
+        write_report(tmp_path / "empty")
+    assert not (tmp_path / "empty" / "report.html").exists()
 
 
 def test_report_rewrites_atomically(tmp_path):
@@ -101,7 +109,7 @@ def test_comparison_report(tmp_path):
     assert "comparison_final.png is missing" in page
     assert "89.00 \u00b1 1.41%" in page  # sgd: mean and sample std of 0.88, 0.90
     assert "91.00 \u00b1 0.00%" in page and "1/2" in page  # adam: one seed diverged
-    assert "best: <b>adam (lr=0.001)</b>" in page and "grid search" in page
+    assert "best by validation accuracy: <b>adam (lr=0.001)</b>" in page and "grid search" in page
     assert "base.model.name" in page and "10.5" in page  # settings from comparison.json; seconds per run
     assert_self_contained(page)
 

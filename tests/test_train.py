@@ -160,6 +160,14 @@ def test_checkpoint_of_another_model_is_refused(toy, tmp_path):
     (["train", "--model-arg", "dropout"], "NAME=VALUE"),
     (["evaluate", "no/such/run"], "no such run directory"),
     (["predict", "no/such/run"], "no such run directory"),
+    (["train", "--warmup-epochs", "inf"], "must be a finite number"),
+    (["train", "--seed", "-1"], "seed=-1"),
+    (["train", "--split-seed", "99999999999"], "split_seed=99999999999"),
+    (["train", "--patience", "3", "--val-size", "0"], "early stopping watches the validation"),
+    (["train", "--model", "mlp", "--model-arg", "widths=3"], "widths"),
+    (["train", "--dry-run", "--model", "nope"], "unknown model 'nope'"),
+    (["train", "--resume", "some/run", "--epochs", "3"], "drop the other training flags"),
+    (["data", "show", "--out", "."], "is a folder"),
 ])
 def test_bad_input_gives_one_line(argv, needle, capsys):
     assert main(argv) == 1
@@ -314,3 +322,18 @@ def test_picture_preparation_matches_the_data_set():
     assert rows[-1] - rows[0] + 1 == 28  # the longest edge fills the frame
     cols = np.flatnonzero(x.max(0) > 0)
     assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1  # centred
+
+
+def test_compare_refuses_a_folder_of_other_settings(toy, tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    base = ["compare", "--dataset", "toy", "--val-size", "100", "--optimizers", "sgd",
+            "--seeds", "1", "--epochs", "1", "--threads", "1", "--no-plots", "--out", out]
+    assert main([*base, "--model", "logreg"]) == 0
+    assert main([*base, "--model", "mlp"]) == 1
+    assert "was run with other settings" in capsys.readouterr().err
+
+
+def test_bad_model_kwarg_leaves_no_run_directory(toy, tmp_path):
+    with pytest.raises(ConfigError):
+        api.train(toy_config().replace(model={"kwargs": {"nope": 1}}), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -87,13 +87,26 @@ def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = No
           argv: list[str] | None = None, plots: bool = True) -> Run:
     """Train `config` into a new run directory (`out`, else root/<time>-<model>/)."""
     config = config or RunConfig()
-    run_dir = Path(out) if out is not None else new_run_dir(root, config.model.name)
-    if (run_dir / CHECKPOINT).exists():
-        raise RunError(f"{run_dir} already holds a run; use --resume {run_dir} to continue "
+    check_buildable(config)  # before anything is written: a bad kwarg leaves no half run
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise RunError(f"--out {out}: is a file; give a folder for the run")
+    if out is not None and (Path(out) / CHECKPOINT).exists():
+        raise RunError(f"{out} already holds a run; use --resume {out} to continue "
                        "it, or choose another --out")
+    run_dir = Path(out) if out is not None else new_run_dir(root, config.model.name)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(run_dir, config, argv)
     return _fit_and_finish(config, run_dir, False, progress, log, plots)
+
+
+def check_buildable(config: RunConfig) -> None:
+    """Build the model and optimizer once on the CPU: unknown names, bad model keywords and
+    impossible hyperparameters fail here, in well under a second, before data is loaded."""
+    from .loop import param_groups
+    from .optim import build_optimizer
+
+    model = build_model(config.model.name, **config.model.kwargs)
+    build_optimizer(config.optim.name, param_groups(model), **config.optim.hyperparameters())
 
 
 def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | None = None,
@@ -135,7 +148,9 @@ def finish(result: Fit, config: RunConfig, run_dir: Path) -> dict:
         "weights": "best" if result.best_epoch is not None else "last",
         "best_epoch": result.best_epoch, "epochs_run": last["epoch"],
         "stopped_early": result.stopped_early, "train_seconds": last["seconds"],
-        "val_acc": last.get("val_acc"), "device": str(result.device),
+        "val_acc": (result.history[result.best_epoch] if result.best_epoch is not None
+                    else last).get("val_acc"),  # of the weights scored
+        "device": str(result.device),
         "torch": torch.__version__, "threads": torch.get_num_threads()})
     save_metrics(run_dir, metrics)
     save_predictions(run_dir, labels, probs)

@@ -26,10 +26,13 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- fmnist data ...
 def cmd_data_get(args) -> int:
-    from .data import locate
+    from .data import ROLES, get_source, locate, verify_file
 
-    paths = locate(args.dataset, args.data_dir, progress=not args.quiet)
-    print(f"{args.dataset}: files in {paths['train_images'].parent}")
+    source = get_source(args.dataset)
+    paths = locate(source, args.data_dir, progress=not args.quiet)
+    for role in ROLES:  # downloads were verified; files found on disk are checked here
+        verify_file(paths[role], source.files[role], source)
+    print(f"{args.dataset}: verified files in {paths['train_images'].parent}")
     return 0
 
 
@@ -78,6 +81,8 @@ def cmd_data_show(args) -> int:
     from .data import load
     from .plots import sample_grid, save_figure
 
+    if args.out.is_dir():  # before any data is loaded or downloaded
+        raise ConfigError(f"--out {args.out}: is a folder; give a file name such as samples.png")
     split = load(args.dataset, args.split, data_dir=args.data_dir)
     fig = sample_grid(split.images, split.labels, split.class_names,
                       per_class=args.per_class, seed=args.seed)
@@ -101,20 +106,26 @@ def _data_parser(sub) -> None:
     show.add_argument("--split", choices=("train", "test"), default="train")
     show.add_argument("--per-class", type=_positive_int, default=10,
                       help="images per class row (default: %(default)s)")
-    show.add_argument("--seed", type=int, default=0, help="which samples (default: 0)")
+    show.add_argument("--seed", type=_non_negative_int, default=0, help="which samples (default: 0)")
     show.set_defaults(func=cmd_data_show)
     for p in (get, info, verify, show):
         _add_data_flags(p)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive")
-    return value
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        return value
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 # ---------------------------------------------------------------- models, optimizers
@@ -155,15 +166,23 @@ def _key_values(pairs: list[str] | None, flag: str) -> dict:
     return out
 
 
+def _given(**fields) -> dict:
+    """The fields whose flag was given (argparse leaves the others None)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def _data_dir(args) -> str | None:
+    # absolute: the run's config.json must still find the data from another folder
+    return str(args.data_dir.expanduser().resolve()) if args.data_dir else None
+
+
 def config_from_args(args) -> "RunConfig":
     """Start from the dataclass defaults; every flag given overrides its field."""
     from .config import RunConfig
 
-    def given(**fields):
-        return {k: v for k, v in fields.items() if v is not None}
-
+    given = _given
     return RunConfig().replace(
-        data=given(dataset=args.dataset, data_dir=str(args.data_dir) if args.data_dir else None,
+        data=given(dataset=args.dataset, data_dir=_data_dir(args),
                    val_size=args.val_size, split_seed=args.split_seed,
                    train_limit=args.train_limit, augment=args.augment,
                    crop_pad=args.crop_pad, flip=args.flip, erase=args.erase),
@@ -187,15 +206,24 @@ def _print_result(run) -> None:
 def cmd_train(args) -> int:
     from . import api
 
+    from .config import RunConfig
+
     log = None if args.quiet else print
+    config = config_from_args(args)
     if args.resume is not None:
+        if config != RunConfig() or args.out is not None:
+            raise ConfigError("--resume continues a run with the settings saved in its "
+                              "config.json; drop the other training flags")
+        if args.dry_run:
+            from .runs import load_config
+            print(json.dumps(load_config(args.resume).to_dict(), indent=2))
+            return 0
         run = api.resume(args.resume, progress=not args.quiet, log=log, plots=not args.no_plots)
     else:
-        config = config_from_args(args)
+        _check_known(config)
         if args.dry_run:
             print(json.dumps(config.to_dict(), indent=2))
             return 0
-        _check_known(config)
         run = api.train(config, out=args.out, root=args.runs_dir, progress=not args.quiet,
                         log=log, argv=["fmnist", *sys.argv[1:]], plots=not args.no_plots)
     _print_result(run)
@@ -204,11 +232,9 @@ def cmd_train(args) -> int:
 
 def _check_known(config) -> None:
     """Fail on unknown names before any data is loaded."""
-    from .models import MODELS
-    from .optim import OPTIMIZERS
+    from .api import check_buildable
 
-    MODELS.get(config.model.name)
-    OPTIMIZERS.get(config.optim.name)
+    check_buildable(config)
 
 
 def cmd_evaluate(args) -> int:
@@ -257,13 +283,19 @@ def cmd_predict(args) -> int:
 
 def _read_images(path: Path):
     """(N, 28, 28) uint8: an IDX file of images, or one picture prepared like the data set."""
+    import numpy as np
+
     from .data import read_idx
     from .data.images import IMAGE_SUFFIXES, read_picture
 
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return read_picture(path)[None]
     images = read_idx(path)
-    return images[None] if images.ndim == 2 else images
+    images = images[None] if images.ndim == 2 else images
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ConfigError(f"{path}: holds {images.dtype} {images.shape}; predict wants uint8 "
+                          "images of shape (N, 28, 28), or a picture (PNG, JPEG)")
+    return images
 
 
 def _train_parser(sub) -> None:
@@ -355,15 +387,15 @@ def cmd_compare(args) -> int:
     from .config import RunConfig
 
     preset = PRESETS[args.preset] if args.preset else None
-    base = RunConfig().replace(data={"augment": False},  # DeepOBS: no augmentation,
-                               train={"schedule": "constant", "warmup_epochs": 0})  # constant lr
+    # DeepOBS: plain cross-entropy, constant learning rates, no augmentation
+    base = RunConfig().replace(data={"augment": False}, train={
+        "schedule": "constant", "warmup_epochs": 0, "label_smoothing": 0.0})
     if preset:
         base = base.replace(**preset.base)
         print(f"preset {args.preset}: {preset.description}")
-    def given(**fields):
-        return {k: v for k, v in fields.items() if v is not None}
+    given = _given
     base = base.replace(
-        data=given(dataset=args.dataset, data_dir=str(args.data_dir) if args.data_dir else None,
+        data=given(dataset=args.dataset, data_dir=_data_dir(args),
                    val_size=args.val_size, train_limit=args.train_limit),
         model=given(name=args.model),
         train=given(epochs=args.epochs, batch_size=args.batch_size, device=args.device,
@@ -433,17 +465,15 @@ def _compare_parser(sub) -> None:
 
 
 # ---------------------------------------------------------------- plot, report
-def _is_comparison(directory: Path) -> bool:
-    return (directory / "runs").is_dir() and (directory / "comparison.json").exists()
-
-
 def cmd_plot(args) -> int:
     from .errors import RunError
 
     directory = args.directory
     if not directory.is_dir():
         raise RunError(f"{directory}: no such run or comparison directory")
-    if _is_comparison(directory):
+    from .report import is_comparison
+
+    if is_comparison(directory):
         from .plots_compare import draw_comparison
         written = draw_comparison(directory)
     else:

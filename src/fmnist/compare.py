@@ -20,11 +20,12 @@ from typing import Callable
 import numpy as np
 
 from .config import RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, FmnistError
 from .fsutil import atomic_write_json
 from .loop import TrainingDiverged, fit
+from .metrics import mean_std
 from .optim import OPTIMIZERS
-from .runs import save_config
+from .runs import load_config, save_config
 
 Log = Callable[[str], None]
 
@@ -42,7 +43,8 @@ PRESETS = {
         "Balles & Hennig 2018, Fashion-MNIST: network P1, batch 64, constant learning "
         "rates, beta 0.9; 7 epochs of 859 steps = 6,013 steps (the paper: 6,000)",
         {"model": {"name": "p1"}, "data": {"augment": False},
-         "train": {"epochs": 7, "batch_size": 64, "schedule": "constant", "warmup_epochs": 0}},
+         "train": {"epochs": 7, "batch_size": 64, "schedule": "constant", "warmup_epochs": 0,
+                   "label_smoothing": 0.0}},
         (("msgd", 0.1), ("adam", 1e-3), ("mssd", 3e-4), ("msvag", 0.3))),
 }
 
@@ -61,6 +63,9 @@ class Plan:
             raise ConfigError("optimizers: name at least one, e.g. --optimizers sgd,adam")
         if not self.seeds:
             raise ConfigError("seeds: must be at least 1")
+        if self.base.data.val_size <= 0:
+            raise ConfigError("val_size: a comparison scores a validation split; give "
+                              "--val-size > 0")
         for name, lr in self.optimizers:
             OPTIMIZERS.get(name)
             if lr is not None and not lr > 0:
@@ -95,12 +100,21 @@ def one_run(base: RunConfig, optimizer: str, lr: float, seed: int, folder: Path,
             log: Log) -> dict:
     """Train one (optimizer, lr, seed), or read its JSON when an earlier call finished it."""
     path = folder / f"{run_name(optimizer, lr, seed)}.json"
-    if path.exists():
-        log(f"  {path.stem}: done before, skipped")
-        return json.loads(path.read_text())
     config = base.replace(optim={"name": optimizer, "lr": lr, "weight_decay": None},
                           train={"seed": seed})
+    if path.exists():
+        record = json.loads(path.read_text())
+        if record.get("config") != config.to_dict():
+            raise ConfigError(f"{path}: was run with other settings; give a new --out for "
+                              "this comparison (or delete that folder)")
+        log(f"  {path.stem}: done before, skipped")
+        return record
     work = folder / ".work" / path.stem  # checkpoints while it trains; resumed if cut short
+    try:
+        if load_config(work) != config:
+            shutil.rmtree(work)  # left by a comparison with other settings: start afresh
+    except FmnistError:
+        pass  # no earlier attempt
     work.mkdir(parents=True, exist_ok=True)
     save_config(work, config)
     t0 = time.perf_counter()
@@ -170,10 +184,8 @@ def _copy_grid_run(out: Path, optimizer: str, lr: float, seed: int) -> None:
 
 
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    a = np.asarray(values, dtype=float)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+    mean, std, n = mean_std(values)
+    return (mean, std) if n else (None, None)
 
 
 def summarise(optimizer: str, lr: float, chosen_by: str, runs: list[dict]) -> dict:

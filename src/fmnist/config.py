@@ -5,6 +5,7 @@ They compose into `RunConfig`, which is saved as config.json in the run director
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,17 @@ def _check(ok: bool, name: str, value: Any, why: str) -> None:
         raise ConfigError(f"{name}={value!r}: {why}")
 
 
+def _check_numbers(obj: Any) -> None:
+    """Every numeric field finite; every seed a valid 32-bit seed (numpy and torch agree)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float):
+            _check(math.isfinite(value), f.name, value, "must be a finite number")
+        if f.name.endswith("seed"):
+            _check(isinstance(value, int) and 0 <= value < 2**31, f.name, value,
+                   "must be an integer in 0 .. 2**31-1")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "fashion-mnist"  # registry name
@@ -33,6 +45,7 @@ class DataConfig:
     erase: float = 0.0  # probability of random erasing (a rectangle set to 0)
 
     def __post_init__(self) -> None:
+        _check_numbers(self)
         _check(self.val_size >= 0, "val_size", self.val_size, "must be >= 0")
         _check(self.train_limit is None or self.train_limit > self.val_size, "train_limit",
                self.train_limit, f"must exceed val_size={self.val_size}")
@@ -54,6 +67,7 @@ class OptimConfig:
     kwargs: dict = field(default_factory=dict)  # other hyperparameters, e.g. {"beta": 0.9}
 
     def __post_init__(self) -> None:
+        _check_numbers(self)
         _check(self.lr is None or self.lr > 0, "lr", self.lr, "must be > 0")
         _check(self.weight_decay is None or self.weight_decay >= 0, "weight_decay",
                self.weight_decay, "must be >= 0")
@@ -84,6 +98,7 @@ class TrainConfig:
     eval_batch_size: int = 1000  # images per forward pass when scoring
 
     def __post_init__(self) -> None:
+        _check_numbers(self)
         _check(self.epochs >= 0, "epochs", self.epochs, "must be >= 0")
         _check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule,
@@ -110,6 +125,11 @@ class RunConfig:
     # the default recipe (measured with benchmarks/train.py): Nesterov SGD, peak lr 0.2
     optim: OptimConfig = field(default_factory=lambda: OptimConfig("nesterov", 0.2, 5e-4))
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.train.patience is None or self.data.val_size > 0, "patience",
+               self.train.patience, "early stopping watches the validation split: give "
+               "val_size > 0 or drop patience")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -152,7 +152,7 @@ def fit(config: RunConfig, run_dir: Path, *, resume: bool = False, progress: boo
         model.train()
         seconds = history[-1]["seconds"]
         t0 = time.perf_counter()
-        loss_sum, n_seen = torch.zeros((), device=device), 0
+        loss_sum, correct, n_seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
                    disable=not progress, unit="step", dynamic_ncols=True)
         for x, y in data.train.batches(tc.batch_size, shuffle=True, generator=gen,
@@ -179,10 +179,12 @@ def fit(config: RunConfig, run_dir: Path, *, resume: bool = False, progress: boo
             opt.step()
             step += 1
             loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()  # of augmented training batches
             n_seen += len(y)
             bar.update()
-            if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{group['lr']:.2g}")
+            if step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
+                bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}",
+                                acc=f"{100 * correct.item() / n_seen:.1f}%", lr=f"{factor * peak_lrs[0]:.2g}")
         bar.close()
         seconds += time.perf_counter() - t0
         # evaluate

@@ -22,6 +22,7 @@ from .errors import RunError
 from .metrics import macro_average
 from .plots_compare import comparison_curves, draw_comparison, final_accuracy_bars
 from .plots_predictions import mistakes_gallery, predictions_panel
+from .runs import read_history
 from .plots_style import BLACK, DPI, GREEN, GRID, TRAIN, VAL, VERMILLION, image_axes, log_y, save_figure, series
 
 __all__ = [
@@ -214,24 +215,6 @@ def per_class_table_figure(per_class: Sequence[dict[str, Any]]) -> Figure:
 
 
 # --- a run directory's files -> its figures ------------------------------------------
-
-def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """history.jsonl as records sorted by epoch, the last one kept where a resumed run repeats
-    an epoch; a torn last line (the trainer mid-append) is ignored."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    by_epoch: dict[Any, dict[str, Any]] = {}
-    for n, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines) - 1:
-                break
-            raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); fix or delete that line") from None
-        by_epoch[record.get("epoch", n)] = record
-    return [by_epoch[k] for k in sorted(by_epoch)]
-
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:

@@ -150,11 +150,13 @@ def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
         rows.append([g["optimizer"], "n/a" if g["lr"] is None else f"{g['lr']:g}",
                      chosen.get((g["optimizer"], g["lr"]), ""), f"{len(g['ok'])}/{len(g['runs'])}",
                      _pct(*val), _pct(*test), "n/a" if secs[2] == 0 else f"{secs[0]:.1f}"])
-        if test[2] and (best is None or test[0] > best[1]):
-            best = (g["label"], test[0], test[1])
+        if val[2] and (best is None or val[0] > best[1]):  # ranked on validation, not test
+            best = (g["label"], val[0], val[1], test[0], test[1])
     if groups:
         n = sum(len(g["runs"]) for g in groups)
-        top = f"; best: <b>{_e(best[0])}</b> at <b>{100 * best[1]:.2f} \u00b1 {100 * best[2]:.2f}%</b>" if best else ""
+        top = (f"; best by validation accuracy: <b>{_e(best[0])}</b>, val <b>{100 * best[1]:.2f} "
+               f"\u00b1 {100 * best[2]:.2f}%</b>, test {100 * best[3]:.2f} \u00b1 "
+               f"{100 * best[4]:.2f}%") if best else ""
         headline = f'<p class="headline">{n} runs in {len(groups)} settings{top}</p>'
         table = _table(["optimizer", "lr", "lr chosen by", "seeds (not diverged / all)", "final val acc (mean \u00b1 std)",
                         "test acc (mean \u00b1 std)", "seconds per run (mean)"], rows) \
@@ -172,13 +174,21 @@ def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
     return f"Comparison {d.name}", headline, sections
 
 
+def is_comparison(directory: Path) -> bool:
+    """A comparison directory (fmnist compare) rather than a run directory (fmnist train)."""
+    return (Path(directory) / "runs").is_dir()
+
+
 def write_report(directory: str | os.PathLike) -> Path:
     """Write directory/report.html (atomically) for a run or, when it has runs/, a comparison."""
     d = Path(directory)
     if not d.is_dir():
         raise RunError(f"{d} is not a directory; pass a run or comparison directory")
     # (id, heading, html) per section; the ids are stable anchors: report.html#confusion
-    title, headline, sections = (_comparison_report if (d / "runs").is_dir() else _run_report)(d)
+    if not is_comparison(d) and not (d / "config.json").exists():
+        raise RunError(f"{d}: neither a run (no config.json) nor a comparison (no runs/); "
+                       "pass a folder written by `fmnist train` or `fmnist compare`")
+    title, headline, sections = (_comparison_report if is_comparison(d) else _run_report)(d)
     nav = "<nav>" + "".join(f'<a href="#{_e(i)}">{_e(t)}</a>' for i, t, _ in sections) + "</nav>"
     body = "\n".join(_section(*s) for s in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

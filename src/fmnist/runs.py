@@ -65,11 +65,27 @@ def save_history(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "history.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
+def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """history.jsonl as records sorted by epoch, the last one kept where a resumed run repeats
+    an epoch; a torn last line (the trainer mid-append) is ignored."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) - 1:
+                break
+            raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); fix or delete that line") from None
+        by_epoch[record.get("epoch", n)] = record
+    return [by_epoch[k] for k in sorted(by_epoch)]
+
+
 def load_history(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / "history.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_history(path) if path.exists() else []
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:

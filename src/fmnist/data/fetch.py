@@ -1,7 +1,8 @@
 """Find a data set's files on disk, verify them, or download them from the mirrors.
 
 Where we look, in order (first folder that holds all four files wins):
-  1. an explicit `data_dir` (the folder itself, or its `<name>/` subfolder),
+  1. an explicit `data_dir` (the folder itself, or its `<name>/` subfolder); when one is
+     given it is the only place searched, so a wrong folder is never silently bypassed,
   2. `$FMNIST_DATA/<name>/` (one folder per data set, like ../shared/data),
   3. the user cache `$XDG_CACHE_HOME/fmnist/<name>/` (default `~/.cache/fmnist`),
   4. Keras' `~/.keras/datasets/<name>/`,
@@ -39,10 +40,11 @@ def search_dirs(source: DataSource, data_dir: str | os.PathLike | None = None) -
     roots: list[tuple[Path, bool]] = []  # (root, may the files sit in the root itself?)
     if data_dir is not None:
         roots.append((Path(data_dir).expanduser(), True))
-    if os.environ.get("FMNIST_DATA"):
-        roots.append((Path(os.environ["FMNIST_DATA"]).expanduser(), False))
-    roots += [(cache_dir(), False), (Path.home() / ".keras" / "datasets", False),
-              (Path("data"), False)]
+    else:
+        if os.environ.get("FMNIST_DATA"):
+            roots.append((Path(os.environ["FMNIST_DATA"]).expanduser(), False))
+        roots += [(cache_dir(), False), (Path.home() / ".keras" / "datasets", False),
+                  (Path("data"), False)]
     dirs: list[Path] = []
     for root, direct in roots:
         if direct:
