@@ -337,3 +337,17 @@ def test_bad_model_kwarg_leaves_no_run_directory(toy, tmp_path):
     with pytest.raises(ConfigError):
         api.train(toy_config().replace(model={"kwargs": {"nope": 1}}), out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_tta_averages_an_image_and_its_mirror():
+    from fmnist.data.batches import DeviceData
+    from fmnist.evaluate import logits_of
+    from fmnist.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn").eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    data = DeviceData(images, np.zeros(6, np.int64), 0.3, 0.35)
+    mirrored = DeviceData(images[:, :, ::-1].copy(), np.zeros(6, np.int64), 0.3, 0.35)
+    plain, flipped = logits_of(model, data), logits_of(model, mirrored)
+    assert torch.allclose(logits_of(model, data, tta=True), (plain + flipped) / 2, atol=1e-5)

@@ -67,7 +67,8 @@ class Run:
             self.config.data.dataset, "train", data_dir=self.config.data.data_dir).images
             if _needs_stats(self.config) else None)
         data = DeviceData(images, np.zeros(len(images), np.int64), mean, std, self.device)
-        return probabilities(self.model, data, batch_size, self._autocast())
+        return probabilities(self.model, data, batch_size, self._autocast(),
+                             self.config.train.tta)
 
     def evaluate(self, split: str = "test") -> dict:
         """metrics.json's dict for a split of the run's data set, scored afresh."""
@@ -139,7 +140,8 @@ def finish(result: Fit, config: RunConfig, run_dir: Path) -> dict:
         load_weights(model, load_checkpoint(run_dir / BEST, result.device),
                      config.model.name, run_dir / BEST)
     test = result.data.test
-    probs = probabilities(model, test, config.train.eval_batch_size, result.autocast)
+    probs = probabilities(model, test, config.train.eval_batch_size, result.autocast,
+                          config.train.tta)
     labels = test.labels.cpu().numpy()
     metrics = M.summary(labels, probs, result.data.class_names)
     last = result.history[-1]

@@ -192,7 +192,8 @@ def config_from_args(args) -> "RunConfig":
         train=given(epochs=args.epochs, batch_size=args.batch_size, schedule=args.schedule,
                     warmup_epochs=args.warmup_epochs, label_smoothing=args.label_smoothing,
                     clip_grad=args.clip_grad, patience=args.patience, seed=args.seed,
-                    device=args.device, precision=args.precision, threads=args.threads))
+                    device=args.device, precision=args.precision, threads=args.threads,
+                    tta=args.tta))
 
 
 def _print_result(run) -> None:
@@ -332,6 +333,8 @@ def _train_parser(sub) -> None:
     g.add_argument("--precision", choices=PRECISIONS, help="default: auto (bf16 autocast on GPUs and on CPUs with bf16 instructions, "
                    "else fp32)")
     g.add_argument("--threads", type=int, help="CPU threads (default: 0 = every usable core)")
+    g.add_argument("--tta", action="store_true", default=None, help="test-time augmentation: "
+                   "score each image and its mirror image, averaged (validation and test)")
     g = p.add_argument_group("data split and augmentation")
     g.add_argument("--val-size", type=int, help="validation images held out of the training "
                    "split (default: 5000; 0 = none, then the last weights are scored)")

@@ -94,6 +94,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto: bf16 where the hardware has it
     threads: int = 0  # CPU threads for torch; 0: every core this process may use
+    tta: bool = False  # score images and their mirror images, averaged (val and test alike)
     eval_subset: int = 10000  # training images scored each epoch (fixed subset, eval mode)
     eval_batch_size: int = 1000  # images per forward pass when scoring
 

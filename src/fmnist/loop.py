@@ -81,7 +81,8 @@ def score(model, data: TrainData, cfg, autocast, epoch: int, step: int, lr: floa
     if with_test:
         parts["test"] = data.test
     for name, part in parts.items():
-        loss, acc = loss_and_accuracy(model, part, bs, autocast) if len(part) else (None, None)
+        loss, acc = (loss_and_accuracy(model, part, bs, autocast, cfg.train.tta) if len(part)
+                     else (None, None))
         record[f"{name}_loss"], record[f"{name}_acc"] = loss, acc
     return record
 
