@@ -34,8 +34,9 @@ CASES = {
              "--batch-size", "128", "--schedule", "onecycle", "--warmup-epochs", "0.5"],
             3, 0.88, 5.0, "train"),
     "default": ([], 1, 0.93, 180.0, "wall"),
-    "resnet": (["--model", "resnet", "--epochs", "30", "--warmup-epochs", "5"], 1, 0.945, None,
-               "wall"),
+    # measured once: 94.63% test (val 94.88%), 1,048 s of training, 20m50s wall on 2 cores
+    "resnet": (["--model", "resnet", "--epochs", "60", "--warmup-epochs", "6", "--erase",
+                "0.25", "--tta"], 1, 0.945, None, "wall"),
 }
 
 
