@@ -86,6 +86,17 @@ class FmnistOptimizer(Optimizer):
             yield p, p.grad, self.state[p]
 
     @staticmethod
+    def _advance_mean(p: torch.Tensor, g: torch.Tensor, state: dict, beta: float) -> int:
+        """Create the state on first use, count the step, and move the moving average
+        m~ <- beta * m~ + (1 - beta) * g (state["exp_avg"]); returns the step t."""
+        if not state:  # first step of this parameter
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        state["exp_avg"].mul_(beta).add_(g, alpha=1.0 - beta)
+        return state["step"]
+
+    @staticmethod
     def _decay(p: torch.Tensor, group: dict[str, Any]) -> None:
         """Decoupled weight decay, AdamW style: theta <- theta - lr * wd * theta."""
         if group["weight_decay"] != 0:

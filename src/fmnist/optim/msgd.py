@@ -45,13 +45,9 @@ class MSGD(FmnistOptimizer):
         for group in self.param_groups:
             lr, beta = group["lr"], group["beta"]
             for p, g, state in self._with_grads(group):
-                if not state:  # first step of this parameter
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
-                t, m_avg = state["step"], state["exp_avg"]
                 # m~ <- beta * m~ + (1 - beta) * g
-                m_avg.mul_(beta).add_(g, alpha=1.0 - beta)
+                t = self._advance_mean(p, g, state, beta)
+                m_avg = state["exp_avg"]
                 # theta <- theta - lr * wd * theta
                 self._decay(p, group)
                 # theta <- theta - lr * m~ / (1 - beta^t), the bias-corrected average

@@ -75,13 +75,9 @@ class MSSD(FmnistOptimizer):
         for group in self.param_groups:
             beta = group["beta"]
             for p, g, state in self._with_grads(group):
-                if not state:  # first step of this parameter
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1  # unused by the rule; kept so runs can report it
+                # m~ <- beta * m~ + (1 - beta) * g (the step count is kept for reports)
+                self._advance_mean(p, g, state, beta)
                 m_avg = state["exp_avg"]
-                # m~ <- beta * m~ + (1 - beta) * g
-                m_avg.mul_(beta).add_(g, alpha=1.0 - beta)
                 # theta <- theta - lr * wd * theta
                 self._decay(p, group)
                 # theta <- theta - lr * sign(m~)

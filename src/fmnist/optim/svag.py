@@ -36,14 +36,11 @@ def _moments(
     p: torch.Tensor, g: torch.Tensor, state: dict, beta: float
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Advance the moving averages of g and g * g in state; return m, s and rho_t."""
-    if not state:  # first step of this parameter
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    state["step"] += 1
-    t, m_avg, v_avg = state["step"], state["exp_avg"], state["exp_avg_sq"]
     # m~ <- beta * m~ + (1 - beta) * g
-    m_avg.mul_(beta).add_(g, alpha=1.0 - beta)
+    t = FmnistOptimizer._advance_mean(p, g, state, beta)
+    if t == 1:  # first step of this parameter
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    m_avg, v_avg = state["exp_avg"], state["exp_avg_sq"]
     # v~ <- beta * v~ + (1 - beta) * g * g
     v_avg.mul_(beta).addcmul_(g, g, value=1.0 - beta)
     # m = m~ / (1 - beta^t), v = v~ / (1 - beta^t): bias correction of the zero start
