@@ -81,7 +81,8 @@ def make_synthetic_source(tmp_path) -> Callable[..., Synthetic]:
     def make(n_train: int = 200, n_test: int = 50, *, name: str = "synthetic",
              folder: Path | None = None, seed: int = 0, mirrors: tuple[str, ...] = (),
              overrides: dict[str, np.ndarray] | None = None,
-             checksums_of_regular: bool = False) -> Synthetic:
+             checksums_of_regular: bool = False,
+             class_names: tuple[str, ...] = CLASS_NAMES) -> Synthetic:
         rng = np.random.default_rng(seed)
         folder = folder or tmp_path / f"synthetic{next(counter)}"
         arrays = {
@@ -99,7 +100,7 @@ def make_synthetic_source(tmp_path) -> Callable[..., Synthetic]:
             if not checksums_of_regular:
                 files[role] = _file_spec(folder / FILENAMES[role])
         source = DataSource(name=name, title="Synthetic", files=files,
-                            class_names=CLASS_NAMES, mirrors=mirrors,
+                            class_names=class_names, mirrors=mirrors,
                             folder_aliases=("Synthetic",))
         return Synthetic(source, folder, arrays)
 
@@ -119,3 +120,49 @@ def real_data_dir() -> Path:
         pytest.skip(f"real Fashion-MNIST files not found under {REAL_DATA}/fashion-mnist "
                     "(set FMNIST_DATA to the folder holding fashion-mnist/)")
     return REAL_DATA
+
+
+def learnable(n: int, rng: np.random.Generator, classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose class is a bright horizontal band at row 2 + 2*label, plus noise."""
+    labels = (np.arange(n) % classes).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
+    for i, y in enumerate(labels):
+        images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
+    return images, labels
+
+
+@pytest.fixture
+def toy(make_synthetic_source, tmp_path, monkeypatch):
+    """A learnable synthetic data set registered as 'toy' for the test's duration."""
+    from fmnist.data import DATASETS
+
+    rng = np.random.default_rng(1)
+    tr_x, tr_y = learnable(600, rng)
+    te_x, te_y = learnable(100, rng)
+    monkeypatch.setenv("FMNIST_DATA", str(tmp_path / "data"))  # found as $FMNIST_DATA/toy
+    syn = make_synthetic_source(name="toy", folder=tmp_path / "data" / "toy", overrides={
+        "train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y})
+    DATASETS.add("toy", syn.source)
+    yield syn
+    DATASETS.remove("toy")
+
+
+def write_member_run(comp_dir: Path, optimizer: str, lr: float, seed: int, history: list[dict],
+                     test_acc: float | None, diverged: bool = False, seconds: float = 1.0) -> Path:
+    """A finished member run of a comparison, written through fmnist.runs as `compare` does."""
+    from fmnist import runs
+    from fmnist.compare import Cell, protocol_base
+    from fmnist.config import Facts
+
+    cell = Cell(optimizer, lr, seed)
+    run_dir = runs.member_dir(comp_dir, cell.name)
+    run_dir.mkdir(parents=True)
+    facts = Facts(10, CLASS_NAMES, 0.5, 0.25, {"num_classes": 10}, False, "fp32")
+    runs.save_config(run_dir, cell.config(protocol_base()), facts, ["test"])
+    runs.save_history(run_dir, history)
+    vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
+    runs.save_metrics(run_dir, {"diverged": diverged, "test_acc": None if diverged else test_acc,
+                                "test_loss": None if diverged else 0.5, "train_seconds": seconds,
+                                "final_val_acc": None if diverged else history[-1].get("val_acc"),
+                                "best_val_acc": max(vals) if vals and not diverged else None})
+    return run_dir

@@ -5,8 +5,11 @@ import json
 
 import pytest
 
+from fmnist import runs
 from fmnist.cli import main
-from fmnist.compare import PRESETS, lr_grid, parse_optimizers
+from fmnist.build import build
+from fmnist.compare import PRESETS, Cell, lr_grid, make_plan, parse_optimizers
+from fmnist.loop import fit
 from fmnist.errors import ConfigError
 
 TINY = ["--model", "logreg", "--epochs", "1", "--train-limit", "1500", "--val-size", "300",
@@ -42,24 +45,31 @@ def test_compare_end_to_end_and_resume(real_data_dir, monkeypatch, tmp_path, cap
     table = capsys.readouterr().out
     for name in ("sgd", "msvag", "adam"):
         assert name in table
-    runs = sorted(p.name for p in (out / "runs").glob("*.json"))
-    assert len(runs) == 6  # 3 optimizers x 2 seeds
-    assert sorted(p.name for p in (out / "grid").glob("*.json")) == [
-        "adam-lr0.0001-seed0.json", "adam-lr0.01-seed0.json",
-        "sgd-lr0.01-seed0.json", "sgd-lr1-seed0.json"]  # msvag's rate was given
-    record = json.loads((out / "runs" / "msvag-lr0.1-seed1.json").read_text())
-    assert [r["epoch"] for r in record["history"]] == [0, 1]
-    assert {"train_acc", "val_acc", "test_acc"} <= set(record["history"][-1])
-    assert record["history"][0]["train_acc"] is not None  # scored before training
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["optimizer"] for r in summary] == ["sgd", "msvag", "adam"]
-    assert summary[0]["lr_chosen_by"].startswith("grid")
-    assert all(0 < r["test_acc"] <= 1 for r in summary)
+    members = [n for row in summary["rows"] for n in row["runs"]]
+    assert len(members) == 6  # 3 optimizers x 2 seeds
+    grid = {"adam-lr0.0001-seed0", "adam-lr0.01-seed0", "sgd-lr0.01-seed0", "sgd-lr1-seed0"}
+    on_disk = {p.name for p in (out / "runs").iterdir()}
+    assert grid <= on_disk and set(members) <= on_disk  # msvag's rate was given: no grid
+    assert len(on_disk) == 8  # the grid's run at the chosen rate is also the first seed's
+    member = out / "runs" / "msvag-lr0.1-seed1"  # an ordinary run directory
+    history = runs.load_history(member)
+    assert [r["epoch"] for r in history] == [0, 1]
+    assert {"train_acc", "val_acc", "test_acc"} <= set(history[-1])
+    assert history[0]["train_acc"] is not None  # scored before training
+    assert runs.read_metrics(member)["weights"] == "last"  # DeepOBS: the final weights
+    assert not (member / "checkpoint.pt").exists() and (member / "predictions.csv").exists()
+    assert [r["optimizer"] for r in summary["rows"]] == ["sgd", "msvag", "adam"]
+    assert summary["rows"][0]["lr_chosen_by"].startswith("grid")
+    assert all(0 < r["test_acc"] <= 1 for r in summary["rows"])
     # the same command again trains nothing: every run is read back
-    before = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    before = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")}
     assert main(argv) == 0
     assert "done before, skipped" in capsys.readouterr().out
-    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == before
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/metrics.json")} == before
+    # a member run works with the commands for runs
+    assert main(["plot", str(member)]) == 0 and (member / "confusion.png").exists()
+    assert main(["report", str(member)]) == 0
 
 
 @pytest.mark.real_data
@@ -68,9 +78,96 @@ def test_diverging_runs_are_recorded(real_data_dir, monkeypatch, tmp_path, capsy
     out = tmp_path / "cmp"
     assert main(["compare", *TINY, "--model", "mlp", "--optimizers", "sgd:1e12", "--seeds",
                  "1", "--out", str(out)]) == 0
-    record = json.loads((out / "runs" / "sgd-lr1e+12-seed0.json").read_text())
-    assert record["diverged"] and record["test_acc"] is None
-    assert json.loads((out / "summary.json").read_text())[0]["diverged"] == 1
+    metrics = runs.read_metrics(out / "runs" / "sgd-lr1e+12-seed0")
+    assert metrics["diverged"] and metrics["test_acc"] is None
+    assert json.loads((out / "summary.json").read_text())["rows"][0]["diverged"] == 1
+
+
+def toy_compare(out, *extra):
+    return ["compare", "--dataset", "toy", "--val-size", "100", "--model", "logreg",
+            "--epochs", "2", "--batch-size", "50", "--threads", "1", "--eval-subset", "200",
+            "--out", str(out), *extra]
+
+
+def test_compare_on_synthetic_data_end_to_end(toy, tmp_path, capsys):
+    """The whole protocol without real data: cells, summary, figures, report, resume."""
+    out = tmp_path / "cmp"
+    assert main(toy_compare(out, "--optimizers", "sgd:0.5,adam:0.01", "--seeds", "2",
+                            "--keep-checkpoints")) == 0
+    printed = capsys.readouterr().out
+    assert "sgd" in printed and "adam" in printed
+    for name in ("plan.json", "summary.json", "comparison_curves.png", "comparison_final.png",
+                 "report.html"):
+        assert (out / name).is_file(), name
+    summary = runs.read_summary(out)
+    assert [r["seeds"] for r in summary["rows"]] == [2, 2]
+    adam = summary["rows"][1]
+    assert adam["test_acc"] > 0.5 and adam["lr"] == 0.01  # the toy set is learnable
+    member = runs.member_dir(out, "adam-lr0.01-seed1")
+    config = runs.load_config(member)  # the DeepOBS protocol, recorded in the member's config
+    assert (config.train.schedule, config.train.label_smoothing, config.data.augment,
+            config.train.select, config.optim.name, config.train.seed) == (
+        "constant", 0.0, False, "last", "adam", 1)
+    records = runs.read_members(out)
+    assert [r["name"] for r in records] == [n for r in summary["rows"] for n in r["runs"]]
+    assert abs(summary["rows"][1]["test_acc"] - sum(r["test_acc"] for r in records[2:]) / 2) < 1e-12
+    # with its checkpoints kept, a member evaluates like any run, to the number it recorded
+    assert main(["evaluate", str(member)]) == 0
+    assert f"{100 * runs.read_metrics(member)['test_acc']:.2f}%" in capsys.readouterr().out
+
+
+def test_compare_resumes_a_cell_cut_short(toy, tmp_path, capsys):
+    flags = ["--optimizers", "adam:0.01", "--seeds", "1", "--no-plots"]
+    assert main(toy_compare(tmp_path / "whole", *flags)) == 0
+    whole = runs.read_member(runs.member_dir(tmp_path / "whole", "adam-lr0.01-seed0"))
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_epoch_1(history):
+        if history[-1]["epoch"] == 1:
+            raise Killed
+
+    # the same cell killed after its first epoch: a checkpoint, no metrics.json yet
+    cell = Cell("adam", 0.01, 0)
+    config = cell.config(make_plan("adam:0.01", seeds=1, overrides=TOY).base)
+    cut = runs.member_dir(tmp_path / "cut", cell.name)
+    cut.mkdir(parents=True)
+    parts = build(config)
+    runs.save_config(cut, config, parts.facts)
+    with pytest.raises(Killed):
+        fit(parts, config.train, store=runs.RunStore(cut), on_epoch=kill_after_epoch_1)
+    capsys.readouterr()
+    assert main(toy_compare(tmp_path / "cut", *flags)) == 0
+    assert "done before" not in capsys.readouterr().out  # finished, not skipped
+    again = runs.read_member(cut)
+    assert again["test_acc"] == whole["test_acc"]
+    assert [r["val_loss"] for r in again["history"]] == [r["val_loss"] for r in whole["history"]]
+
+
+TOY = {"data": {"dataset": "toy", "val_size": 100}, "model": {"name": "logreg"},
+       "train": {"epochs": 2, "batch_size": 50, "threads": 1, "eval_subset": 200}}
+
+
+def test_python_and_cli_make_the_same_plan(toy, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(toy_compare(out, "--optimizers", "sgd,adam:1e-3", "--seeds", "2", "--dry-run")) == 0
+    printed = json.loads(capsys.readouterr().out)
+    plan = make_plan("sgd,adam:1e-3", seeds=2, overrides=TOY)
+    assert printed == json.loads(json.dumps(plan.settings()))
+    assert plan.base.train.schedule == "constant" and plan.base.data.augment is False
+    assert plan.optimizers == (("sgd", 0.1), ("adam", 1e-3))  # sgd at its default rate
+    assert not out.exists()  # a dry run writes nothing
+
+
+def test_compare_leaves_nothing_when_it_cannot_start(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--optimizers", "sgd", "--model", "nope", "--out", str(out)]) == 1
+    assert "unknown model 'nope'" in capsys.readouterr().err and not out.exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["compare", "--optimizers", "sgd", "--data-dir", str(empty), "--out", str(out)]) == 1
+    assert not out.exists()
 
 
 def test_compare_needs_optimizers(capsys):

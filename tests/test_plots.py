@@ -7,8 +7,11 @@ import pytest
 from PIL import Image
 
 from fmnist import metrics as M
-from fmnist import plots
+from fmnist import plots, runs
 from fmnist.errors import RunError
+from fmnist.plots.style import BLUE, ORANGE, VERMILLION
+
+from conftest import write_member_run
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
@@ -37,15 +40,48 @@ def history(epochs=3, val=True):
     return out
 
 
-def saved_size(fig, path):
-    """Save, check it is a non-empty PNG, return its pixel size (width, height)."""
+def assert_drawn(path, colours=()):
+    """The PNG shows something: a background plus at least 1% of the pixels in other
+    colours, many shades (text, lines, antialiasing), and each of `colours` (hex) somewhere.
+    A blank or one-colour figure fails (test_assert_drawn_fails_on_blank_figures)."""
+    with Image.open(path) as im:
+        rgb = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(int)
+    values, counts = np.unique(rgb, axis=0, return_counts=True)
+    assert 1 - counts.max() / len(rgb) >= 0.01, f"{path.name}: almost nothing drawn"
+    assert len(values) >= 16, f"{path.name}: only {len(values)} colours"
+    for hex_ in colours:
+        want = np.array([int(hex_[i:i + 2], 16) for i in (1, 3, 5)])
+        near = (np.abs(rgb - want).max(axis=1) <= 10).sum()
+        assert near >= 20, f"{path.name}: colour {hex_} not drawn"
+
+
+def saved_size(fig, path, colours=()):
+    """Save, check it is a PNG that shows something, return its pixel size (width, height)."""
     plots.save_figure(fig, path)
     assert path.stat().st_size > 1000
+    assert_drawn(path, colours)
     with Image.open(path) as im:
         assert im.format == "PNG"
         w, h = fig.get_size_inches()
         assert im.size == (round(w * plots.DPI), round(h * plots.DPI))
         return im.size
+
+
+def test_assert_drawn_fails_on_blank_figures(tmp_path):
+    from matplotlib.figure import Figure
+
+    blank = Figure(figsize=(4, 3))
+    plots.save_figure(blank, tmp_path / "blank.png")
+    with pytest.raises(AssertionError, match="almost nothing"):
+        assert_drawn(tmp_path / "blank.png")
+    flat = Figure(figsize=(4, 3), facecolor=BLUE)  # one colour everywhere
+    plots.save_figure(flat, tmp_path / "flat.png")
+    with pytest.raises(AssertionError):
+        assert_drawn(tmp_path / "flat.png")
+    curves = plots.training_curves(history(3, val=False))  # no validation: no orange
+    plots.save_figure(curves, tmp_path / "c.png")
+    with pytest.raises(AssertionError, match="not drawn"):
+        assert_drawn(tmp_path / "c.png", colours=(ORANGE,))
 
 
 def test_sample_grid(tmp_path):
@@ -61,7 +97,11 @@ def test_sample_grid(tmp_path):
     [{k: v for k, v in r.items() if k != "lr"} for r in history(2)],  # no lr
 ])
 def test_training_curves(tmp_path, records):
-    assert saved_size(plots.training_curves(records), tmp_path / "c.png") == (800, 900)
+    assert saved_size(plots.training_curves(records), tmp_path / "c.png", colours=(BLUE,)) == (800, 900)
+
+
+def test_training_curves_draw_train_and_validation(tmp_path):
+    saved_size(plots.training_curves(history(3)), tmp_path / "c.png", colours=(BLUE, ORANGE))
 
 
 def test_training_curves_needs_a_record():
@@ -88,13 +128,14 @@ def test_per_class_table_figure(tmp_path):
 def test_predictions_panel(tmp_path):
     x, y = images_labels(20)
     probs = softmax_probs(y, strength=0.5)  # some right, some wrong
-    assert saved_size(plots.predictions_panel(x, probs, y, NAMES, n=5, cols=3), tmp_path / "p.png") == (1560, 560)
+    panel = plots.predictions_panel(x, probs, y, NAMES, n=5, cols=3)
+    assert saved_size(panel, tmp_path / "p.png", colours=(BLUE, VERMILLION)) == (1560, 560)
 
 
 def test_mistakes_gallery(tmp_path):
     x, y = images_labels(100)
     probs = softmax_probs(y, strength=0.0)  # mostly wrong
-    assert saved_size(plots.mistakes_gallery(x, probs, y, NAMES), tmp_path / "m.png") == (1280, 685)
+    assert saved_size(plots.mistakes_gallery(x, probs, y, NAMES), tmp_path / "m.png", colours=(VERMILLION,)) == (1280, 685)
     two_wrong = np.eye(10)[y]
     two_wrong[:2] = np.roll(two_wrong[:2], 1, axis=1)
     assert saved_size(plots.mistakes_gallery(x, two_wrong, y, NAMES), tmp_path / "m2.png") == (640, 275)
@@ -147,6 +188,7 @@ def test_draw_run_writes_every_figure(tmp_path):
     assert [p.name for p in written] == names
     for p in written:
         assert p.parent == tmp_path / "run" and p.stat().st_size > 1000
+        assert_drawn(p)
     assert not list((tmp_path / "run").glob(".*tmp"))  # no temp files left behind
 
 
@@ -170,25 +212,29 @@ def test_draw_run_rejects_images_that_do_not_fit(tmp_path):
 def test_read_history_keeps_last_record_per_epoch_and_ignores_a_torn_last_line(tmp_path):
     p = tmp_path / "history.jsonl"
     p.write_text('{"epoch": 0, "a": 1}\n{"epoch": 1, "a": 2}\n{"epoch": 1, "a": 3}\n{"epoch": 2, "a"')
-    assert plots.read_history(p) == [{"epoch": 0, "a": 1}, {"epoch": 1, "a": 3}]
+    assert runs.read_history(p) == [{"epoch": 0, "a": 1}, {"epoch": 1, "a": 3}]
     p.write_text('{"epoch": 0}\nnot json\n{"epoch": 1}\n')
     with pytest.raises(RunError, match="line 2"):
-        plots.read_history(p)
+        runs.read_history(p)
 
 
 def test_draw_comparison(tmp_path):
     (tmp_path / "runs").mkdir()
     assert plots.draw_comparison(tmp_path) == []
-    for k, run in enumerate(comparison_runs()):
-        (tmp_path / "runs" / f"{k:03d}.json").write_text(json.dumps(run))
+    for run in comparison_runs():
+        write_member_run(tmp_path, run["optimizer"], run["lr"], run["seed"], run["history"],
+                         run["test_acc"], run["diverged"])
     written = plots.draw_comparison(tmp_path)
     assert [p.name for p in written] == ["comparison_curves.png", "comparison_final.png"]
     assert all(p.parent == tmp_path for p in written)
+    for p in written:
+        assert_drawn(p, colours=(BLUE, VERMILLION))  # the first two settings' colours
 
 
 def test_figures_use_no_pyplot():
     """pyplot keeps global state (not thread-safe, may want a display): the object API only."""
-    src = Path(plots.__file__).parent
-    for name in ("plots.py", "plots_style.py", "plots_predictions.py", "plots_compare.py"):
-        text = (src / name).read_text()
+    files = sorted(Path(plots.__file__).parent.glob("*.py"))
+    assert len(files) >= 5
+    for path in files:
+        text = path.read_text()
         assert "import pyplot" not in text and "matplotlib.pyplot" not in text

@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from fmnist import metrics as M
+from fmnist import runs
+from fmnist.metrics import summarise_runs
 from fmnist.errors import RunError
 from fmnist.report import write_report
+
+from conftest import write_member_run
 
 NAMES = [f"class <{i}>" for i in range(10)]  # markup in names must come out escaped
 RUN_IDS = ["settings", "curves", "per-class", "confusion", "predictions", "mistakes"]
@@ -86,17 +90,18 @@ def test_missing_directory_is_a_run_error(tmp_path):
         write_report(tmp_path / "nope")
 
 
-def comparison(d):
-    (d / "runs").mkdir(parents=True)
+def comparison(d, with_summary=True):
+    """Four member runs: sgd 0.88, 0.90; adam 0.91 and one diverged."""
     for k, (opt, lr, acc, div) in enumerate([("sgd", 0.1, 0.88, False), ("sgd", 0.1, 0.90, False),
                                              ("adam", 0.001, 0.91, False), ("adam", 0.001, float("nan"), True)]):
         history = [{"epoch": 0, "val_acc": 0.1, "seconds": 0.0}, {"epoch": 1, "val_acc": acc - 0.01, "seconds": 3.0}]
-        run = {"optimizer": opt, "lr": lr, "seed": k, "history": history, "test_acc": None if div else acc,
-               "diverged": div, "seconds": 10.0 + k}
-        (d / "runs" / f"{opt}-{k}.json").write_text(json.dumps(run))
-    (d / "comparison.json").write_text(json.dumps({"optimizers": [["sgd", 0.1], ["adam", None]], "seeds": [0, 1],
-                                                   "base": {"model": {"name": "mlp"}}}))
-    (d / "summary.json").write_text(json.dumps([{"optimizer": "adam", "lr": 0.001, "lr_chosen_by": "grid search"}]))
+        write_member_run(d, opt, lr, k, history, None if div else acc, div, seconds=10.0 + k)
+    runs.save_plan(d, {"optimizers": [["sgd", 0.1], ["adam", None]], "seeds": [0, 1],
+                       "base": {"model": {"name": "mlp"}}})
+    if with_summary:  # as `fmnist compare` writes it: the statistics computed once
+        rows = summarise_runs(runs.read_members(d))
+        chosen = {"sgd": "fixed", "adam": "grid search"}
+        runs.save_summary(d, {"rows": [{**r, "lr_chosen_by": chosen[r["optimizer"]]} for r in rows]})
 
 
 def test_comparison_report(tmp_path):
@@ -110,11 +115,27 @@ def test_comparison_report(tmp_path):
     assert "89.00 \u00b1 1.41%" in page  # sgd: mean and sample std of 0.88, 0.90
     assert "91.00 \u00b1 0.00%" in page and "1/2" in page  # adam: one seed diverged
     assert "best by validation accuracy: <b>adam (lr=0.001)</b>" in page and "grid search" in page
-    assert "base.model.name" in page and "10.5" in page  # settings from comparison.json; seconds per run
+    assert "base.model.name" in page and "10.5" in page  # settings from plan.json; seconds per run
     assert_self_contained(page)
+
+
+def test_comparison_report_of_an_interrupted_comparison(tmp_path):
+    """No summary.json yet: the same statistics, computed from the finished member runs."""
+    comparison(tmp_path / "cmp", with_summary=False)
+    page = write_report(tmp_path / "cmp").read_text(encoding="utf-8")
+    assert "89.00 \u00b1 1.41%" in page and "91.00 \u00b1 0.00%" in page and "1/2" in page
+
+
+def test_report_of_a_member_run(tmp_path):
+    """A comparison's member is an ordinary run directory: it gets a run report."""
+    comparison(tmp_path / "cmp")
+    member = runs.member_dir(tmp_path / "cmp", "sgd-lr0.1-seed0")
+    page = write_report(member).read_text(encoding="utf-8")
+    assert "Run sgd-lr0.1-seed0" in page and "optim.name" in page and "resolved.class_names" in page
 
 
 def test_comparison_report_without_runs(tmp_path):
     (tmp_path / "cmp" / "runs").mkdir(parents=True)
+    runs.save_plan(tmp_path / "cmp", {"seeds": [0]})
     page = write_report(tmp_path / "cmp").read_text(encoding="utf-8")
-    assert 'id="summary"' in page and "No runs" in page
+    assert 'id="summary"' in page and "No finished member runs" in page

@@ -13,37 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from fmnist import api
+from fmnist import api, runs
+from fmnist.build import build
 from fmnist.cli import main
 from fmnist.config import RunConfig
-from fmnist.data import DATASETS
 from fmnist.data.batches import Augment, augment_batch
 from fmnist.errors import ConfigError, RunError
-from fmnist.loop import TrainingDiverged
+from fmnist.loop import TrainingDiverged, fit
 from fmnist.schedule import lr_factor
-
-
-def learnable(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Images whose class is a bright horizontal band at row 2 + 2*label, plus noise."""
-    labels = (np.arange(n) % 10).astype(np.uint8)
-    images = rng.integers(0, 60, (n, 28, 28), dtype=np.uint8)
-    for i, y in enumerate(labels):
-        images[i, 2 + 2 * y: 4 + 2 * y, 4:24] = 250
-    return images, labels
-
-
-@pytest.fixture
-def toy(make_synthetic_source, tmp_path, monkeypatch):
-    """A learnable synthetic data set registered as 'toy' for the test's duration."""
-    rng = np.random.default_rng(1)
-    tr_x, tr_y = learnable(600, rng)
-    te_x, te_y = learnable(100, rng)
-    monkeypatch.setenv("FMNIST_DATA", str(tmp_path / "data"))  # found as $FMNIST_DATA/toy
-    syn = make_synthetic_source(name="toy", folder=tmp_path / "data" / "toy", overrides={
-        "train_images": tr_x, "train_labels": tr_y, "test_images": te_x, "test_labels": te_y})
-    DATASETS.add("toy", syn.source)
-    yield syn
-    DATASETS.remove("toy")
 
 
 def toy_config(**train) -> RunConfig:
@@ -101,9 +78,10 @@ def test_resume_after_crash_matches_unbroken_run(toy, tmp_path):
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    api.save_config(broken, config)
+    parts = build(config)
+    runs.save_config(broken, config, parts.facts)
     with pytest.raises(Crash):
-        api.fit(config, broken, on_epoch=crash_after_epoch_2, progress=False)
+        fit(parts, config.train, store=runs.RunStore(broken), on_epoch=crash_after_epoch_2)
     resumed = api.resume(broken, plots=False)
     assert without_time(resumed.history) == without_time(whole.history)
     assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
@@ -119,8 +97,10 @@ def test_non_finite_loss_stops_with_a_clear_message(toy, tmp_path):
     config = toy_config().replace(optim={"name": "sgd", "lr": 1e12})
     with pytest.raises(TrainingDiverged, match="lower the learning rate"):
         api.train(config, out=tmp_path / "run", plots=False)
-    # the last good checkpoint (epoch 0 at least) is whole and loadable
-    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["history"]
+    # the last good checkpoint (epoch 0 at least) is whole and loadable, the divergence recorded
+    assert runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")["history"]
+    metrics = runs.read_metrics(tmp_path / "run")
+    assert metrics["diverged"] and metrics["test_acc"] is None and metrics["diverged_at"]["epoch"] >= 1
 
 
 def test_early_stopping_restores_best_weights(toy, tmp_path):

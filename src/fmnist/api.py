@@ -1,4 +1,8 @@
-"""The Python API that mirrors the CLI: train(config) -> Run, run.evaluate(), run.predict(x)."""
+"""The Python API that mirrors the CLI: train(config) -> Run, resume, Run.load, predict.
+
+Orchestration only: `build` makes the parts, `loop.fit` trains them, `runs` reads and
+writes every file, `evaluate` and `metrics` score.
+"""
 from __future__ import annotations
 
 import os
@@ -10,50 +14,58 @@ import numpy as np
 import torch
 
 from . import metrics as M
-from .config import RunConfig
-from .data import load, normalisation
+from . import runs
+from .build import Parts, build, check
+from .config import Facts, RunConfig
+from .data import load
 from .data.batches import DeviceData
-from .device import autocast_factory, resolve_device, resolve_precision, set_threads
+from .device import set_threads
 from .errors import ConfigError, RunError
 from .evaluate import probabilities
-from .models import build_model
-from .runs import (BEST, CHECKPOINT, load_checkpoint, load_config, load_history, load_weights,
-                   new_run_dir, save_config, save_metrics, save_predictions)
-from .loop import Fit, Log, fit
+from .loop import Log, State, TrainingDiverged, fit
 
 
 @dataclass
 class Run:
-    """A run directory with its config and the model holding its final weights."""
+    """A run directory with its config, resolved facts and the model holding its weights."""
 
     dir: Path
-    config: RunConfig
-    model: torch.nn.Module
+    parts: Parts
     history: list[dict]
     metrics: dict | None = None
 
-    @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", prefer: str = BEST) -> "Run":
-        """Rebuild the model of a finished run from best.pt (else checkpoint.pt)."""
-        run_dir = Path(run_dir)
-        config = load_config(run_dir)
-        path = run_dir / prefer if (run_dir / prefer).exists() else run_dir / CHECKPOINT
-        payload = load_checkpoint(path, device)
-        model = build_model(config.model.name, **config.model.kwargs).to(device)
-        load_weights(model, payload, config.model.name, path)
-        model.eval()
-        mpath = run_dir / "metrics.json"
-        import json
-        found = json.loads(mpath.read_text()) if mpath.exists() else None
-        return cls(run_dir, config, model, load_history(run_dir), found)
+    @property
+    def config(self) -> RunConfig:
+        return self.parts.config
 
     @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+    def facts(self) -> Facts:
+        return self.parts.facts
 
-    def _autocast(self) -> Callable:
-        device = self.device
-        return autocast_factory(resolve_precision(self.config.train.precision, device), device)
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.parts.model
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike, device: str = "cpu", prefer: str = runs.BEST) -> "Run":
+        """Rebuild a run's model from config.json alone and load best.pt (else checkpoint.pt);
+        the training data is not touched."""
+        run_dir = Path(run_dir)
+        config = runs.load_config(run_dir)
+        facts = runs.load_facts(run_dir) or _registry_facts(config, run_dir)
+        parts = build(config, data=False, facts=facts, device=device, optimizer=False)
+        path = run_dir / prefer if (run_dir / prefer).exists() else run_dir / runs.CHECKPOINT
+        runs.load_weights(parts.model, runs.load_checkpoint(path, parts.device),
+                          config.model.name, path)
+        parts.model.eval()
+        return cls(run_dir, parts, runs.load_history(run_dir), runs.read_metrics(run_dir))
+
+    def headline(self) -> str:
+        """What `fmnist train` prints at the end."""
+        m = self.metrics
+        return (f"test accuracy {100 * m['test_acc']:.2f}%  (loss {m['test_loss']:.4f}, "
+                f"{m['weights']} weights, epoch {m['best_epoch'] or m['epochs_run']}, "
+                f"{m['train_seconds']:.1f}s of training on {m['device']})\nrun directory: {self.dir}")
 
     def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """(N, C) class probabilities for uint8 images (N, 28, 28) prepared like the data set."""
@@ -63,113 +75,188 @@ class Run:
         if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
             raise ConfigError(f"predict wants uint8 images of shape (N, 28, 28), got "
                               f"{images.dtype} {images.shape}")
-        mean, std = normalisation(self.config.data.dataset, load(
-            self.config.data.dataset, "train", data_dir=self.config.data.data_dir).images
-            if _needs_stats(self.config) else None)
-        data = DeviceData(images, np.zeros(len(images), np.int64), mean, std, self.device)
-        return probabilities(self.model, data, batch_size, self._autocast(),
-                             self.config.train.tta)
+        data = DeviceData(images, np.zeros(len(images), np.int64), self.facts.mean,
+                          self.facts.std, self.parts.device)
+        return probabilities(self.model, data, batch_size, self.parts.autocast, self.config.train.tta)
 
     def evaluate(self, split: str = "test") -> dict:
         """metrics.json's dict for a split of the run's data set, scored afresh."""
         part = load(self.config.data.dataset, split, data_dir=self.config.data.data_dir)
-        probs = self.predict(part.images)
-        return M.summary(part.labels, probs, part.class_names)
+        return {"split": split, **M.summary(part.labels, self.predict(part.images), self.facts.class_names)}
 
 
-def _needs_stats(config: RunConfig) -> bool:
-    from .data import get_source
-    source = get_source(config.data.dataset)
-    return source.mean is None or source.std is None
+def _registry_facts(config: RunConfig, run_dir: Path) -> Facts:
+    """A run written before config.json recorded its facts: the registry's are the same
+    for the data sets that register their pixel statistics."""
+    facts = check(config)
+    if not (np.isfinite(facts.mean) and np.isfinite(facts.std)):
+        raise RunError(f"{run_dir / runs.CONFIG}: has no resolved input scaling (written by an "
+                       "older fmnist); train the run again")
+    return facts
 
 
 def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = None,
           root: str | os.PathLike = "runs", progress: bool = False, log: Log | None = None,
           argv: list[str] | None = None, plots: bool = True) -> Run:
-    """Train `config` into a new run directory (`out`, else root/<time>-<model>/)."""
+    """Train `config` into a new run directory (`out`, else root/<time>-<model>/).
+
+    Nothing is written until the run can start: names and settings are checked, the data
+    loaded and the model built first, so a failed start leaves no folder behind."""
     config = config or RunConfig()
-    check_buildable(config)  # before anything is written: a bad kwarg leaves no half run
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise RunError(f"--out {out}: is a file; give a folder for the run")
-    if out is not None and (Path(out) / CHECKPOINT).exists():
-        raise RunError(f"{out} already holds a run; use --resume {out} to continue "
-                       "it, or choose another --out")
-    run_dir = Path(out) if out is not None else new_run_dir(root, config.model.name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir, config, argv)
-    return _fit_and_finish(config, run_dir, False, progress, log, plots)
-
-
-def check_buildable(config: RunConfig) -> None:
-    """Build the model and optimizer once on the CPU: unknown names, bad model keywords and
-    impossible hyperparameters fail here, in well under a second, before data is loaded."""
-    from .loop import param_groups
-    from .optim import build_optimizer
-
-    model = build_model(config.model.name, **config.model.kwargs)
-    build_optimizer(config.optim.name, param_groups(model), **config.optim.hyperparameters())
+    check(config)  # unknown names, bad keywords: fail before any data is loaded
+    if out is not None:
+        runs.check_out(out)
+    set_threads(config.train.threads)
+    parts = build(config)
+    run_dir = runs.make_run_dir(out, root, config.model.name)
+    runs.save_config(run_dir, config, parts.facts, argv)
+    return _fit_and_finish(parts, run_dir, None, progress, log, plots)
 
 
 def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | None = None,
            plots: bool = True) -> Run:
     """Continue a killed run from its last checkpoint; ends as if never interrupted."""
     run_dir = Path(run_dir)
-    config = load_config(run_dir)
-    load_checkpoint(run_dir / CHECKPOINT)  # fail early and clearly if there is none
-    return _fit_and_finish(config, run_dir, True, progress, log, plots)
+    config = runs.load_config(run_dir)
+    if not (run_dir / runs.CHECKPOINT).exists():
+        runs.load_checkpoint(run_dir / runs.CHECKPOINT)  # the clear error, before data loads
+    saved = runs.load_facts(run_dir)
+    set_threads(config.train.threads)
+    parts = build(config)
+    if saved is not None and _data_facts(saved) != _data_facts(parts.facts):
+        raise RunError(f"{run_dir / runs.CONFIG}: its resolved classes, input scaling or model "
+                       "arguments differ from what the data and settings give now; restore "
+                       "the file written by `fmnist train`, or train again")
+    state = State(**runs.RunStore(run_dir).restore(parts))
+    if log:
+        log(f"resumed from {run_dir / runs.CHECKPOINT} after epoch {state.history[-1]['epoch']}")
+    return _fit_and_finish(parts, run_dir, state, progress, log, plots)
 
 
-def _fit_and_finish(config: RunConfig, run_dir: Path, resuming: bool, progress: bool,
+def _data_facts(facts: Facts) -> tuple:
+    """The facts a run's data and settings determine (not the machine's precision)."""
+    return (facts.num_classes, facts.class_names, facts.mean, facts.std, facts.model_args)
+
+
+def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: bool,
                     log: Log | None, plots: bool) -> Run:
-    on_epoch = _curves_drawer(run_dir) if plots else None
-    result = fit(config, run_dir, resume=resuming, progress=progress, log=log,
-                 on_epoch=on_epoch)
-    metrics = finish(result, config, run_dir)
+    store = runs.RunStore(run_dir)
+    try:
+        result = fit(parts, parts.config.train, state=state, store=store, progress=progress,
+                     log=log, on_epoch=_curves_drawer(run_dir) if plots else None)
+    except TrainingDiverged as exc:  # recorded, so a comparison can count it
+        runs.save_metrics(run_dir, {"diverged": True, "diverged_at": {"epoch": exc.epoch, "step": exc.step},
+                                    "test_acc": None, "test_loss": None, "weights": None,
+                                    "train_seconds": _last(runs.load_history(run_dir), "seconds")})
+        raise
+    metrics = finish(parts, result.history, result.best_epoch, result.stopped_early, run_dir)
     if plots:  # the figures and the one-page report, drawn from the files just written
         from .plots import draw_run
         from .report import write_report
-        draw_run(run_dir, test_images=result.data.test.images.cpu().numpy())
+        draw_run(run_dir, test_images=parts.data.test.images.cpu().numpy())
         write_report(run_dir)
-    return Run(run_dir, config, result.model, result.history, metrics)
+    return Run(run_dir, parts, result.history, metrics)
 
 
-def finish(result: Fit, config: RunConfig, run_dir: Path) -> dict:
-    """Score the chosen weights on the test split; write metrics.json and predictions.csv."""
-    model = result.model
-    if result.best_epoch is not None:  # weights chosen on validation, never on test
-        load_weights(model, load_checkpoint(run_dir / BEST, result.device),
-                     config.model.name, run_dir / BEST)
-    test = result.data.test
-    probs = probabilities(model, test, config.train.eval_batch_size, result.autocast,
-                          config.train.tta)
+def finish(parts: Parts, history: list[dict], best_epoch: int | None, stopped_early: bool,
+           run_dir: Path) -> dict:
+    """Score the selected weights on the test split; write metrics.json and predictions.csv."""
+    tc = parts.config.train
+    use_best = tc.select == "best" and best_epoch is not None  # chosen on validation, never test
+    if use_best:
+        path = run_dir / runs.BEST
+        runs.load_weights(parts.model, runs.load_checkpoint(path, parts.device), parts.config.model.name, path)
+    test = parts.data.test
+    probs = probabilities(parts.model, test, tc.eval_batch_size, parts.autocast, tc.tta)
     labels = test.labels.cpu().numpy()
-    metrics = M.summary(labels, probs, result.data.class_names)
-    last = result.history[-1]
+    metrics = {"split": "test", **M.summary(labels, probs, parts.facts.class_names)}
+    scored = history[best_epoch] if use_best else history[-1]
+    vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
     metrics.update({
-        "test_acc": metrics["accuracy"], "test_loss": metrics["loss"],
-        "weights": "best" if result.best_epoch is not None else "last",
-        "best_epoch": result.best_epoch, "epochs_run": last["epoch"],
-        "stopped_early": result.stopped_early, "train_seconds": last["seconds"],
-        "val_acc": (result.history[result.best_epoch] if result.best_epoch is not None
-                    else last).get("val_acc"),  # of the weights scored
-        "device": str(result.device),
-        "torch": torch.__version__, "threads": torch.get_num_threads()})
-    save_metrics(run_dir, metrics)
-    save_predictions(run_dir, labels, probs)
+        "test_acc": metrics["accuracy"], "test_loss": metrics["loss"], "diverged": False,
+        "weights": "best" if use_best else "last", "best_epoch": best_epoch,
+        "epochs_run": history[-1]["epoch"], "steps": history[-1]["step"],
+        "stopped_early": stopped_early, "train_seconds": history[-1]["seconds"],
+        "val_acc": scored.get("val_acc"), "final_val_acc": history[-1].get("val_acc"),
+        "best_val_acc": max(vals) if vals else None,
+        "device": str(parts.device), "torch": torch.__version__, "threads": torch.get_num_threads()})
+    runs.save_metrics(run_dir, metrics)
+    runs.save_predictions(run_dir, labels, probs)
     return metrics
+
+
+def _last(history: list[dict], key: str):
+    return history[-1].get(key) if history else None
 
 
 def _curves_drawer(run_dir: Path) -> Callable[[list[dict]], None]:
     """Redraw curves.png after each epoch so a long run can be watched."""
     def draw(history: list[dict]) -> None:
-        from .plots import training_curves
-        from .plots_style import save_figure
+        from .plots import save_figure, training_curves
         save_figure(training_curves(history), run_dir / "curves.png")
     return draw
 
 
 def open_run(run_dir: str | os.PathLike, device: str = "auto") -> Run:
-    """Run.load with the device chosen like training does."""
+    """Run.load on the device chosen like training does, with every usable core."""
+    from .device import resolve_device
+
     dev = resolve_device(device)
     set_threads(0)
     return Run.load(run_dir, device=str(dev))
+
+
+@dataclass
+class Prediction:
+    names: list[str]  # per image: the file it came from, or "" for a data-set split
+    labels: np.ndarray  # (N,) true labels, -1 where unknown
+    probs: np.ndarray  # (N, C)
+    path: Path  # the CSV written
+    accuracy: float | None  # over the images with a known label
+    class_names: tuple[str, ...] = ()
+
+    def summary(self, show: int = 20) -> str:
+        """The first `show` pictures' top classes, the accuracy where labels are known, the CSV."""
+        lines = [f"  {name}: {self.class_names[row.argmax()]} ({100 * row.max():.1f}%)"
+                 for name, row in list(zip(self.names, self.probs))[:show] if name]
+        if self.accuracy is not None:
+            lines.append(f"accuracy {100 * self.accuracy:.2f}% on {int((self.labels >= 0).sum())} "
+                         "labelled images")
+        return "\n".join(lines + [f"wrote {len(self.probs)} predictions to {self.path}"])
+
+
+def predict(run: Run, images: list[Path] | None = None, split: str = "test",
+            out: Path | None = None) -> Prediction:
+    """Predict a split of the run's data set, or IDX files and pictures; write the CSV."""
+    if images:
+        from .data.images import read_images
+        x, names = read_images(images)
+        labels = np.full(len(names), -1)
+    else:
+        part = load(run.config.data.dataset, split, data_dir=run.config.data.data_dir)
+        x, labels, names = part.images, part.labels, [""] * len(part.labels)
+    probs = run.predict(x)
+    what = images[0].name if images else split
+    out = Path(out) if out else run.dir / f"predictions-{what}.csv"
+    path = runs.save_predictions(out.parent, labels, probs, name=out.name)
+    known = labels >= 0
+    acc = float((probs.argmax(1)[known] == labels[known]).mean()) if known.any() else None
+    return Prediction(names, labels, probs, path, acc, run.facts.class_names)
+
+
+def redraw(directory: str | os.PathLike) -> list[Path]:
+    """(Re)draw a run's or a comparison's figures from its files."""
+    from .plots import draw_comparison, draw_run
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RunError(f"{directory}: no such run or comparison directory")
+    if runs.is_comparison(directory):
+        written = draw_comparison(directory)
+    else:
+        config = runs.load_config(directory)
+        test = load(config.data.dataset, "test", data_dir=config.data.data_dir)
+        written = draw_run(directory, test_images=test.images)
+    if not written:
+        raise RunError(f"{directory}: nothing to draw (no history.jsonl, metrics.json or runs/)")
+    return written

@@ -1,6 +1,10 @@
 """Dataclass configs, one per part; each checks its fields and names the bad one.
 
-They compose into `RunConfig`, which is saved as config.json in the run directory.
+They compose into `RunConfig`, which is saved as config.json in the run directory. Each
+field's metadata carries its help text (and, where the name is not the field's, its flag):
+the command line is derived from these classes (flags.py), so a setting is written once.
+`Facts` are what building a run resolved (classes, input scaling, model arguments...):
+config.json records them so that using a run never needs the training data.
 """
 from __future__ import annotations
 
@@ -14,6 +18,15 @@ from .errors import ConfigError
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+SELECTIONS = ("best", "last")
+
+
+def setting(default: Any = None, help: str = "", **meta: Any) -> Any:
+    """A config field with its help text; `factory` for mutable defaults, `flag` to name
+    the command-line flag, `choices`, `metavar`, `cli=False` to keep it off the CLI."""
+    factory = meta.pop("factory", None)
+    kw = {"default_factory": factory} if factory else {"default": default}
+    return field(metadata={"help": help, **meta}, **kw)
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
@@ -34,15 +47,21 @@ def _check_numbers(obj: Any) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "fashion-mnist"  # registry name
-    data_dir: str | None = None  # explicit folder of IDX files; None: search (see fmnist.data)
-    val_size: int = 5000  # images held out of the 60k for validation (stratified); 0: none
-    split_seed: int = 0  # which images go to validation; fixed apart from the run seed
-    train_limit: int | None = None  # use a stratified subset of this many training images
-    augment: bool | None = None  # crop+flip on the device; None: on for CNNs, off for MLPs
-    crop_pad: int = 1  # random crop after zero padding by this many pixels (shift <= 1 px)
-    flip: bool = True  # random horizontal flip (garments are left-right symmetric)
-    erase: float = 0.0  # probability of random erasing (a rectangle set to 0)
+    dataset: str = setting("fashion-mnist", "which data set (a registry name)")
+    data_dir: str | None = setting(None, "folder holding the IDX files; when given, the only "
+                                   "place searched (else $FMNIST_DATA/<dataset>, ~/.cache/fmnist, "
+                                   "~/.keras/datasets, ./data/<TorchvisionName>/raw)", metavar="DIR")
+    val_size: int = setting(5000, "validation images held out of the training split, "
+                            "stratified (0 = none, then the last weights are scored)")
+    split_seed: int = setting(0, "which images are held out for validation")
+    train_limit: int | None = setting(None, "quick experiments: a stratified subset of N "
+                                      "training images (validation included)", metavar="N")
+    augment: bool | None = setting(None, "random crop and flip on the device (none: on for "
+                                   "models with convolutions, off for the others)")
+    crop_pad: int = setting(1, "random-crop padding in pixels (a shift of at most this)")
+    flip: bool = setting(True, "random horizontal flips when augmenting (garments are "
+                         "left-right symmetric)")
+    erase: float = setting(0.0, "random-erasing probability when augmenting")
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -55,16 +74,20 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = "cnn"  # registry name: see `fmnist models`
-    kwargs: dict = field(default_factory=dict)  # passed to the factory, e.g. {"dropout": 0.1}
+    name: str = setting("cnn", "model name (see `fmnist models`)", flag="--model")
+    kwargs: dict = setting(help="model keyword, repeatable: --model-arg dropout=0.1",
+                           factory=dict, flag="--model-arg")
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "nesterov"  # registry name: see `fmnist optimizers`
-    lr: float | None = None  # peak learning rate; None: the optimizer's default
-    weight_decay: float | None = None  # on conv/linear weights only; None: the optimizer's
-    kwargs: dict = field(default_factory=dict)  # other hyperparameters, e.g. {"beta": 0.9}
+    name: str = setting("nesterov", "optimizer name (see `fmnist optimizers`)", flag="--optimizer")
+    lr: float | None = setting(None, "peak learning rate (none: the optimizer's own; another "
+                               "--optimizer resets it to that one's)")
+    weight_decay: float | None = setting(None, "weight decay on conv/linear weights (none: the "
+                                         "optimizer's own; another --optimizer resets it)")
+    kwargs: dict = setting(help="optimizer hyperparameter, repeatable: --opt-arg beta=0.9",
+                           factory=dict, flag="--opt-arg")
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -83,20 +106,29 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 15  # passes over the training split
-    batch_size: int = 256  # images per step
-    schedule: str = "onecycle"  # learning-rate schedule, one of SCHEDULES
-    warmup_epochs: float = 2.5  # linear warm-up (onecycle, cosine), in epochs
-    label_smoothing: float = 0.1  # cross-entropy label smoothing in [0, 1)
-    clip_grad: float | None = None  # max global gradient norm; None: no clipping
-    patience: int | None = None  # stop after this many epochs without a better val acc
-    seed: int = 0  # weights, data order, augmentation, dropout
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16 (autocast); auto: bf16 where the hardware has it
-    threads: int = 0  # CPU threads for torch; 0: every core this process may use
-    tta: bool = False  # score images and their mirror images, averaged (val and test alike)
-    eval_subset: int = 10000  # training images scored each epoch (fixed subset, eval mode)
-    eval_batch_size: int = 1000  # images per forward pass when scoring
+    epochs: int = setting(15, "passes over the training split")
+    batch_size: int = setting(256, "images per step")
+    schedule: str = setting("onecycle", "learning-rate schedule", choices=SCHEDULES)
+    warmup_epochs: float = setting(2.5, "linear warm-up in epochs (onecycle, cosine)")
+    label_smoothing: float = setting(0.1, "cross-entropy label smoothing, in [0, 1)")
+    clip_grad: float | None = setting(None, "max global gradient norm (none: no clipping)")
+    patience: int | None = setting(None, "early stopping: epochs without a better validation "
+                                   "accuracy (none: off)")
+    seed: int = setting(0, "seed of the weights, data order, augmentation and dropout")
+    device: str = setting("auto", "auto: cuda when torch sees a GPU, else cpu", choices=DEVICES)
+    precision: str = setting("auto", "auto: bf16 autocast on GPUs and on CPUs with bf16 "
+                             "instructions, else fp32", choices=PRECISIONS)
+    threads: int = setting(0, "CPU threads for torch (0: every usable core)")
+    tta: bool = setting(False, "test-time augmentation: score each image and its mirror "
+                        "image, averaged (validation and test alike)")
+    select: str = setting("best", "weights scored on the test set: best (by validation "
+                          "accuracy; the last without a validation split) or last",
+                          choices=SELECTIONS)
+    eval_test: bool = setting(False, "also score the test set after every epoch, for the "
+                              "curves only (nothing is chosen on it)")
+    eval_subset: int = setting(10000, "training images scored each epoch (a fixed subset, "
+                               "eval mode)")
+    eval_batch_size: int = setting(1000, "images per forward pass when scoring")
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -115,8 +147,13 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "precision", self.precision,
                f"use one of {', '.join(PRECISIONS)}")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0")
+        _check(self.select in SELECTIONS, "select", self.select,
+               f"use one of {', '.join(SELECTIONS)}")
         _check(self.eval_subset >= 0, "eval_subset", self.eval_subset, "must be >= 0")
         _check(self.eval_batch_size > 0, "eval_batch_size", self.eval_batch_size, "must be > 0")
+
+
+PARTS = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig, "train": TrainConfig}
 
 
 @dataclass(frozen=True)
@@ -136,13 +173,27 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        parts = {"data": DataConfig, "model": ModelConfig, "optim": OptimConfig,
-                 "train": TrainConfig}
-        try:
-            return cls(**{k: parts[k](**d.get(k, {})) for k in parts})
-        except TypeError as exc:  # an unknown or missing field in a saved config
-            raise ConfigError(f"config does not match this version of fmnist: {exc}") from None
+    def from_dict(cls, d: Any, where: str = "config") -> "RunConfig":
+        """The config of a saved dict, checked as strictly as one from the command line."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{where}: must be a JSON object, not {type(d).__name__}")
+        parts = {}
+        for key, part in PARTS.items():
+            values = d.get(key, {})
+            if not isinstance(values, dict):
+                raise ConfigError(f"{where}: {key!r} must be an object of settings")
+            known = {f.name for f in dataclasses.fields(part)}
+            unknown = sorted(set(values) - known)
+            if unknown:
+                raise ConfigError(f"{where}: {key}.{unknown[0]} is not a setting of this "
+                                  "version of fmnist")
+            for name, value in values.items():
+                _check_type(part, name, value, f"{where}: {key}.{name}")
+            try:
+                parts[key] = part(**values)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {key}.{exc}") from None
+        return cls(**parts)
 
     def replace(self, **parts: Any) -> "RunConfig":
         """Copy with some parts changed: cfg.replace(train={"epochs": 3}).
@@ -155,3 +206,58 @@ class RunConfig:
             parts["optim"] = {"lr": None, "weight_decay": None, **optim}
         new = {k: dataclasses.replace(getattr(self, k), **v) for k, v in parts.items()}
         return dataclasses.replace(self, **new)
+
+
+_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+
+
+def _check_type(part: type, name: str, value: Any, where: str) -> None:
+    """A value read from a file has the field's type: an int where an int belongs (a bool
+    is no int here), None only where the field allows it."""
+    hint = next(f.type for f in dataclasses.fields(part) if f.name == name)
+    alternatives = [t.strip() for t in str(hint).split("|")]
+    if value is None and "None" in alternatives:
+        return
+    for alt in alternatives:
+        ok = _TYPES.get(alt, ())
+        if isinstance(value, ok) and not (alt != "bool" and isinstance(value, bool)):
+            return
+    raise ConfigError(f"{where}={value!r}: must be {' or '.join(alternatives)}")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What building a run resolved, recorded in config.json under "resolved": a reader
+    (evaluate, predict, plots, export) rebuilds the model and scales inputs from these
+    alone, as nanoGPT's checkpoints carry `model_args`."""
+
+    num_classes: int  # outputs of the model
+    class_names: tuple[str, ...]  # index -> name
+    mean: float  # input scaling: x = (pixels / 255 - mean) / std
+    std: float
+    model_args: dict  # every keyword the model factory was called with (num_classes too)
+    augment: bool  # whether training batches were augmented (DataConfig.augment resolved)
+    precision: str  # fp32 or bf16 (autocast) as trained
+    train_size: int = 0  # images trained on, held out for validation, scored as test
+    val_size: int = 0
+    test_size: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "facts") -> "Facts":
+        try:
+            facts = cls(**{**d, "class_names": tuple(d["class_names"])})
+        except (TypeError, KeyError) as exc:
+            raise ConfigError(f"{where}: not the resolved facts of a run ({exc})") from None
+        ok = (isinstance(facts.num_classes, int) and facts.num_classes >= 1
+              and len(facts.class_names) == facts.num_classes
+              and all(isinstance(n, str) for n in facts.class_names)
+              and all(isinstance(v, (int, float)) and math.isfinite(v) for v in (facts.mean, facts.std))
+              and facts.std > 0 and isinstance(facts.model_args, dict)
+              and facts.model_args.get("num_classes") == facts.num_classes)
+        if not ok:
+            raise ConfigError(f"{where}: inconsistent values (classes, class names, mean, std, "
+                              "model arguments); restore the file written by `fmnist train`")
+        return facts

@@ -1,34 +1,27 @@
-"""The training loop: one function you can import and test.
+"""The training loop: one function over built parts (build.py) and the training config.
 
 Evaluate before the first step and after every epoch; checkpoint after every epoch, so a
 killed run resumes from the last one and ends with the same numbers as an unbroken run
-(all randomness of an epoch is drawn from generators seeded by (seed, epoch)).
+(all randomness of an epoch is drawn from generators seeded by (seed, epoch)). It knows
+nothing of the command line; files are written only through the `Store` it is given.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from .config import RunConfig
-from .data.batches import Augment
-from .device import (autocast_factory, resolve_device, resolve_precision, set_threads,
-                     uses_convolutions)
+from .build import Parts
+from .config import TrainConfig
 from .errors import FmnistError
 from .evaluate import loss_and_accuracy
-from .models import build_model
-from .optim import build_optimizer
-from .prepare import TrainData, prepare_data
-from .runs import BEST, CHECKPOINT, load_checkpoint, load_weights, save_checkpoint, save_history
 from .schedule import lr_factor
 
 Log = Callable[[str], None]
-MLP_MODELS = frozenset({"logreg", "mlp", "mlp2"})  # no augmentation by default: no conv prior
 
 
 class TrainingDiverged(FmnistError):
@@ -40,16 +33,36 @@ class TrainingDiverged(FmnistError):
 
 
 @dataclass
-class Fit:
-    """What a finished (or stopped) loop hands back."""
+class State:
+    """Where the loop stands: what a checkpoint holds besides weights and optimizer."""
 
-    model: torch.nn.Module
-    history: list[dict]  # one record per epoch, epoch 0 = before training
+    history: list[dict] = field(default_factory=list)  # one record per epoch, 0 = before training
+    step: int = 0  # optimizer steps taken
+    best_acc: float = -math.inf  # best validation accuracy so far
+    best_epoch: int | None = None  # its epoch (None: no validation yet)
+    bad_epochs: int = 0  # epochs since the best one
+
+    def to_dict(self) -> dict:
+        return {"history": self.history, "step": self.step, "best_acc": self.best_acc,
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+
+class Store(Protocol):
+    """Where the loop keeps its state (runs.RunStore writes the run directory)."""
+
+    def checkpoint(self, parts: Parts, state: State) -> None: ...
+    def best(self, parts: Parts, epoch: int) -> None: ...
+    @property
+    def checkpoint_name(self) -> str: ...
+
+
+@dataclass
+class Fit:
+    """What a finished (or early-stopped) loop hands back."""
+
+    history: list[dict]
     best_epoch: int | None  # epoch of the best validation accuracy (None: no validation)
     stopped_early: bool
-    data: TrainData
-    device: torch.device
-    autocast: Callable
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -57,120 +70,73 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
-def augmentation(config: RunConfig) -> Augment | None:
-    d = config.data
-    on = d.augment if d.augment is not None else config.model.name not in MLP_MODELS
-    return Augment(d.crop_pad, d.flip, d.erase) if on else None
-
-
-def param_groups(model: torch.nn.Module) -> list[dict]:
-    """Weight decay on conv and linear weights only: decaying batch-norm scales and biases
-    only fights the normalisation (the usual practice, as in timm and airbench)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    rest = [p for p in model.parameters() if p.ndim <= 1]
-    return [g for g in ({"params": decay}, {"params": rest, "weight_decay": 0.0}) if g["params"]]
-
-
-def score(model, data: TrainData, cfg, autocast, epoch: int, step: int, lr: float,
-          seconds: float, batch_loss: float | None, with_test: bool = False) -> dict:
+def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, seconds: float,
+          batch_loss: float | None) -> dict:
     """The history record of one epoch: losses and accuracies measured in eval mode."""
-    bs = cfg.train.eval_batch_size
     record = {"epoch": epoch, "step": step, "lr": lr, "seconds": round(seconds, 3),
               "batch_loss": batch_loss}
-    parts = {"train": data.train_eval, "val": data.val}
-    if with_test:
-        parts["test"] = data.test
-    for name, part in parts.items():
-        loss, acc = (loss_and_accuracy(model, part, bs, autocast, cfg.train.tta) if len(part)
-                     else (None, None))
+    data = parts.data
+    splits = {"train": data.train_eval, "val": data.val, **({"test": data.test} if tc.eval_test else {})}
+    for name, split in splits.items():
+        loss, acc = (loss_and_accuracy(parts.model, split, tc.eval_batch_size, parts.autocast, tc.tta)
+                     if len(split) else (None, None))
         record[f"{name}_loss"], record[f"{name}_acc"] = loss, acc
     return record
 
 
-def fit(config: RunConfig, run_dir: Path, *, resume: bool = False, progress: bool = True,
-        log: Log | None = None, eval_test: bool = False,
+def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Store | None = None,
+        progress: bool = False, log: Log | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None) -> Fit:
-    """Train `config` in `run_dir`; with `resume`, continue from its checkpoint.pt."""
+    """Train `parts.model` for `tc.epochs`, continuing from `state` (a resumed run's)."""
     from tqdm import tqdm
 
-    tc = config.train
     log = log or (lambda _msg: None)
-    device = resolve_device(tc.device)
-    set_threads(tc.threads)
-    autocast = autocast_factory(resolve_precision(tc.precision, device), device)
-    data = prepare_data(config.data, device, eval_subset=tc.eval_subset)
-    torch.manual_seed(tc.seed)
-    model = build_model(config.model.name, num_classes=len(data.class_names),
-                        **config.model.kwargs).to(device)
-    if uses_convolutions(model):
-        # channels_last: oneDNN's and cuDNN's fast convolution layout; with bf16, 2.2x the
-        # training throughput of fp32 NCHW for the cnn on 2 cores (benchmarks/model_speed.py)
-        model = model.to(memory_format=torch.channels_last)
-    opt = build_optimizer(config.optim.name, param_groups(model),
-                          **config.optim.hyperparameters())
+    model, opt, data, device = parts.model, parts.optimizer, parts.data, parts.device
     peak_lrs = [g["lr"] for g in opt.param_groups]
     steps_per_epoch = max(len(data.train) // tc.batch_size, 1)
     total_steps = steps_per_epoch * tc.epochs
     warmup_steps = round(tc.warmup_epochs * steps_per_epoch)
-    aug = augmentation(config)
     has_val = len(data.val) > 0
+    s = state or State()
 
-    history: list[dict] = []
-    start, step, best_acc, best_epoch, bad_epochs = 1, 0, -math.inf, None, 0
-    if resume and (run_dir / CHECKPOINT).exists():
-        ck = load_checkpoint(run_dir / CHECKPOINT, device)
-        load_weights(model, ck, config.model.name, run_dir / CHECKPOINT)
-        opt.load_state_dict(ck["optimizer"])
-        history, step = ck["history"], ck["step"]
-        best_acc, best_epoch, bad_epochs = ck["best_acc"], ck["best_epoch"], ck["bad_epochs"]
-        start = history[-1]["epoch"] + 1
-        log(f"resumed from {run_dir / CHECKPOINT} after epoch {start - 1}")
+    def save() -> None:
+        if store is not None:
+            store.checkpoint(parts, s)
 
-    def checkpoint() -> None:
-        save_checkpoint(run_dir / CHECKPOINT, {
-            "model_name": config.model.name, "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "history": history, "step": step,
-            "best_acc": best_acc, "best_epoch": best_epoch, "bad_epochs": bad_epochs})
-        save_history(run_dir, history)
-
-    if not history:  # evaluate before the first step
-        history.append(score(model, data, config, autocast, 0, 0, peak_lrs[0] * lr_factor(
-            tc.schedule, 0, total_steps, warmup_steps), 0.0, None, eval_test))
-        log(_epoch_line(history[-1], tc.epochs))
-        checkpoint()
-
-    def patience_out() -> bool:
-        return tc.patience is not None and bad_epochs >= tc.patience
+    if not s.history:  # evaluate before the first step
+        lr0 = peak_lrs[0] * lr_factor(tc.schedule, 0, total_steps, warmup_steps)
+        s.history.append(score(parts, tc, 0, 0, lr0, 0.0, None))
+        log(_epoch_line(s.history[-1], tc.epochs))
+        save()
 
     stopped_early = False
-    for epoch in range(start, tc.epochs + 1):
-        if patience_out():  # early stopping; checked here too for a resumed stopped run
-            stopped_early = True
+    for epoch in range(s.history[-1]["epoch"] + 1, tc.epochs + 1):
+        if tc.patience is not None and s.bad_epochs >= tc.patience:
+            stopped_early = True  # checked here too, for a resumed run that had stopped
             log(f"early stop: no better validation accuracy for {tc.patience} epochs")
             break
         torch.manual_seed(epoch_seed(tc.seed, epoch))  # dropout
         gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))  # order, augmentation
         model.train()
-        seconds = history[-1]["seconds"]
-        t0 = time.perf_counter()
+        seconds, t0 = s.history[-1]["seconds"], time.perf_counter()
         loss_sum, correct, n_seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
         bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
                    disable=not progress, unit="step", dynamic_ncols=True)
         for x, y in data.train.batches(tc.batch_size, shuffle=True, generator=gen,
-                                       augment=aug, drop_last=True):
-            factor = lr_factor(tc.schedule, step, total_steps, warmup_steps)
+                                       augment=parts.augment, drop_last=True):
+            factor = lr_factor(tc.schedule, s.step, total_steps, warmup_steps)
             for group, peak in zip(opt.param_groups, peak_lrs):
                 group["lr"] = peak * factor
             # forward
-            with autocast():
+            with parts.autocast():
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
             if not torch.isfinite(loss):
                 bar.close()
+                where = f"; the last good checkpoint is {store.checkpoint_name}" if store else ""
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch}, step {step}: lower the "
-                    f"learning rate (--lr) or clip gradients (--clip-grad); the last good "
-                    f"checkpoint is {run_dir / CHECKPOINT}", epoch, step)
+                    f"loss became {loss.item()} at epoch {epoch}, step {s.step}: lower the "
+                    f"learning rate (--lr) or clip gradients (--clip-grad){where}", epoch, s.step)
             # backward
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -178,33 +144,34 @@ def fit(config: RunConfig, run_dir: Path, *, resume: bool = False, progress: boo
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
             # step
             opt.step()
-            step += 1
+            s.step += 1
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()  # of augmented training batches
             n_seen += len(y)
             bar.update()
-            if step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
+            if s.step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
                 bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}",
-                                acc=f"{100 * correct.item() / n_seen:.1f}%", lr=f"{factor * peak_lrs[0]:.2g}")
+                                acc=f"{100 * correct.item() / n_seen:.1f}%",
+                                lr=f"{factor * peak_lrs[0]:.2g}")
         bar.close()
         seconds += time.perf_counter() - t0
         # evaluate
-        record = score(model, data, config, autocast, epoch, step, opt.param_groups[0]["lr"],
-                       seconds, loss_sum.item() / max(n_seen, 1), eval_test)
-        history.append(record)
+        record = score(parts, tc, epoch, s.step, opt.param_groups[0]["lr"], seconds,
+                       loss_sum.item() / max(n_seen, 1))
+        s.history.append(record)
         log(_epoch_line(record, tc.epochs))
         # keep the best weights by validation accuracy (never the test set)
-        if has_val and record["val_acc"] > best_acc:
-            best_acc, best_epoch, bad_epochs = record["val_acc"], epoch, 0
-            save_checkpoint(run_dir / BEST, {"model_name": config.model.name,
-                                             "model": model.state_dict(), "epoch": epoch})
+        if has_val and record["val_acc"] > s.best_acc:
+            s.best_acc, s.best_epoch, s.bad_epochs = record["val_acc"], epoch, 0
+            if store is not None and tc.select == "best":
+                store.best(parts, epoch)
         elif has_val:
-            bad_epochs += 1
+            s.bad_epochs += 1
         # checkpoint
-        checkpoint()
+        save()
         if on_epoch is not None:
-            on_epoch(history)
-    return Fit(model, history, best_epoch, stopped_early, data, device, autocast)
+            on_epoch(s.history)
+    return Fit(s.history, s.best_epoch, stopped_early)
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

@@ -1,7 +1,7 @@
 """Classification metrics from labels and probabilities: NumPy only, pure functions.
 
-`summary` is what a run saves as metrics.json; `group_runs` and `mean_std` summarise the
-runs of an optimizer comparison for the figures and the report.
+`summary` is what a run saves as metrics.json; `summarise_runs` is the one place that
+computes a comparison's statistics (summary.json, the report and the figures use it).
 """
 from __future__ import annotations
 
@@ -94,6 +94,14 @@ def summary(y_true: Sequence[int], probs: np.ndarray, class_names: Sequence[str]
     }
 
 
+def format_summary(m: dict[str, Any], where: str) -> str:
+    """`fmnist evaluate`'s lines: accuracy, loss and macro F1, then each class."""
+    return "\n".join([f"{where} accuracy {100 * m['accuracy']:.2f}%  loss {m['loss']:.4f}  "
+                      f"macro F1 {m['macro_f1']:.4f}"] + [
+        f"  {r['name']:<12} precision {r['precision']:.3f}  recall {r['recall']:.3f}  f1 {r['f1']:.3f}"
+        for r in m["per_class"]])
+
+
 # --- optimizer comparisons -------------------------------------------------------------
 
 def is_diverged(run: dict[str, Any]) -> bool:
@@ -140,3 +148,24 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
     if xs.size == 0:
         return math.nan, math.nan, 0
     return float(xs.mean()), float(xs.std(ddof=1)) if xs.size > 1 else 0.0, int(xs.size)
+
+
+SUMMARISED = ("final_val_acc", "best_val_acc", "test_acc", "test_loss")
+
+
+def summarise_runs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (optimizer, lr): mean and sample std over the seeds that did not diverge
+    of each key in SUMMARISED, how many diverged, the median seconds of training, the names
+    of the member runs. `runs` are comparison records (runs.read_member)."""
+    rows = []
+    for g in group_runs(runs):
+        seconds = [r["seconds"] for r in g["runs"] if isinstance(r.get("seconds"), (int, float))]
+        row = {"optimizer": g["optimizer"], "lr": g["lr"], "label": g["label"],
+               "seeds": len(g["runs"]), "diverged": g["diverged"],
+               "seconds": float(np.median(seconds)) if seconds else None,
+               "runs": [r.get("name") for r in g["runs"]]}
+        for key in SUMMARISED:
+            mean, std, n = mean_std([r.get(key) for r in g["ok"]])
+            row[key], row[f"{key}_std"] = (mean, std) if n else (None, None)
+        rows.append(row)
+    return rows

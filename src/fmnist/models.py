@@ -61,6 +61,14 @@ def model_table() -> list[tuple[str, int, str]]:
     return [(n, count_parameters(build_model(n)), MODELS.get(n).description) for n in MODELS]
 
 
+def format_model_table() -> str:
+    """`fmnist models`: one line per model."""
+    rows = model_table()
+    width = max(len(r[0]) for r in rows)
+    return "\n".join([f"{'model':<{width}}  {'parameters':>11}  description"] + [
+        f"{name:<{width}}  {params:>11,}  {description}" for name, params, description in rows])
+
+
 # --- argument checks: the factories validate, build_model only routes ---------------------
 
 def _check_int(arg: str, value: object, low: int = 1) -> int:

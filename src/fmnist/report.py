@@ -2,23 +2,23 @@
 
 Everything is inside the file (images as base64 data: URIs, inline CSS), so it can be mailed
 or opened offline; it references no URL at all. It embeds the PNGs already in the directory
-(draw them first with plots.draw_run / plots.draw_comparison) and reads the numbers from
-config.json, metrics.json and runs/*.json. A missing part becomes a short note.
+(draw them first with plots.draw_run / plots.draw_comparison) and reads the numbers through
+fmnist.runs: config.json and metrics.json of a run; plan.json and summary.json of a
+comparison. A missing part becomes a short note.
 """
 from __future__ import annotations
 
 import base64
 import html
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from . import runs
 from .errors import RunError
 from .fsutil import atomic_write_text
-from .metrics import final_value, group_runs, macro_average, mean_std
-from .plots_compare import read_runs
+from .metrics import macro_average, summarise_runs
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -69,15 +69,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[Any]], cls: str = "",
     return "\n".join(out + ["</table>"])
 
 
-def _read_json(path: Path) -> Any | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path} is not valid JSON ({e.msg})") from None
-
-
 def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
     """Nested config -> [("model.name", "2c2d"), ...]; lists shown as JSON."""
     if not isinstance(config, dict):
@@ -91,18 +82,18 @@ def _flatten(config: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _settings(directory: Path, name: str) -> str:
-    config = _read_json(directory / name)
-    if config is None:
+    if not (directory / name).is_file():
         return _note(f"No {name} in this directory.")
+    config = runs.read_json(directory / name)
     return _table(["setting", "value"], _flatten(config), cls="settings")
 
 
-def _pct(mean: float, std: float, n: int) -> str:
-    return "n/a" if n == 0 or math.isnan(mean) else f"{100 * mean:.2f} \u00b1 {100 * std:.2f}%"
+def _pct(mean: float | None, std: float | None) -> str:
+    return "n/a" if mean is None else f"{100 * mean:.2f} \u00b1 {100 * std:.2f}%"
 
 
 def _run_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
-    metrics = _read_json(d / "metrics.json") or {}
+    metrics = runs.read_metrics(d) or {}
     if "accuracy" in metrics:
         loss = f" \u00b7 loss {metrics['loss']:.4f}" if isinstance(metrics.get("loss"), (int, float)) else ""
         f1 = f" \u00b7 macro F1 {metrics['macro_f1']:.4f}" if isinstance(metrics.get("macro_f1"), (int, float)) else ""
@@ -137,58 +128,52 @@ def _run_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
 
 
 def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
-    groups = group_runs(read_runs(d))
-    summary = _read_json(d / "summary.json")  # compare.py's rows: how each lr was chosen
-    chosen = {(r.get("optimizer"), r.get("lr")): r.get("lr_chosen_by", "")
-              for r in (summary if isinstance(summary, list) else []) if isinstance(r, dict)}
-    rows, best = [], None
-    for g in groups:
-        # a run file's own fields (compare.py writes them) first, else its history's last record
-        val = mean_std([r.get("final_val_acc", final_value(r, "val_acc")) for r in g["ok"]])
-        test = mean_std([r["test_acc"] for r in g["ok"]])
-        secs = mean_std([r.get("seconds", final_value(r, "seconds")) for r in g["runs"]])
-        rows.append([g["optimizer"], "n/a" if g["lr"] is None else f"{g['lr']:g}",
-                     chosen.get((g["optimizer"], g["lr"]), ""), f"{len(g['ok'])}/{len(g['runs'])}",
-                     _pct(*val), _pct(*test), "n/a" if secs[2] == 0 else f"{secs[0]:.1f}"])
-        if val[2] and (best is None or val[0] > best[1]):  # ranked on validation, not test
-            best = (g["label"], val[0], val[1], test[0], test[1])
-    if groups:
-        n = sum(len(g["runs"]) for g in groups)
-        top = (f"; best by validation accuracy: <b>{_e(best[0])}</b>, val <b>{100 * best[1]:.2f} "
-               f"\u00b1 {100 * best[2]:.2f}%</b>, test {100 * best[3]:.2f} \u00b1 "
-               f"{100 * best[4]:.2f}%") if best else ""
-        headline = f'<p class="headline">{n} runs in {len(groups)} settings{top}</p>'
-        table = _table(["optimizer", "lr", "lr chosen by", "seeds (not diverged / all)", "final val acc (mean \u00b1 std)",
-                        "test acc (mean \u00b1 std)", "seconds per run (mean)"], rows) \
-            + _note("Mean and sample std over the seeds that did not diverge.")
+    summary = runs.read_summary(d)  # computed once by `fmnist compare`
+    rows = summary["rows"] if summary else summarise_runs(runs.read_members(d))
+    table_rows, best = [], None
+    for r in rows:
+        n_ok = r["seeds"] - r["diverged"]
+        table_rows.append([r["optimizer"], "n/a" if r["lr"] is None else f"{r['lr']:g}",
+                           r.get("lr_chosen_by", ""), f"{n_ok}/{r['seeds']}",
+                           _pct(r["final_val_acc"], r["final_val_acc_std"]),
+                           _pct(r["test_acc"], r["test_acc_std"]),
+                           "n/a" if r["seconds"] is None else f"{r['seconds']:.1f}"])
+        if r["final_val_acc"] is not None and (best is None or r["final_val_acc"] > best["final_val_acc"]):
+            best = r  # ranked on validation, never on test
+    if rows:
+        n = sum(r["seeds"] for r in rows)
+        top = (f"; best by validation accuracy: <b>{_e(best['label'])}</b>, val <b>"
+               f"{_pct(best['final_val_acc'], best['final_val_acc_std'])}</b>, test "
+               f"{_pct(best['test_acc'], best['test_acc_std'])}") if best else ""
+        headline = f'<p class="headline">{n} runs in {len(rows)} settings{top}</p>'
+        table = _table(["optimizer", "lr", "lr chosen by", "seeds (not diverged / all)",
+                        "final val acc (mean \u00b1 std)", "test acc (mean \u00b1 std)",
+                        "seconds of training per run (median)"], table_rows) \
+            + _note("Mean and sample std over the seeds that did not diverge; test accuracy "
+                    "of the final weights. Every seed is an ordinary run directory in runs/.")
     else:
-        headline = _note("No runs/*.json in this comparison yet.")
+        headline = _note("No finished member runs in this comparison yet.")
         table = _note("Nothing to summarise.")
     sections = [
-        ("settings", "Settings", _settings(d, "comparison.json")),
+        ("settings", "Settings", _settings(d, runs.PLAN)),
         ("summary", "Summary", table),
-        ("comparison-curves", "Curves", _image(d / "comparison_curves.png", "comparison curves", "runs/*.json")),
+        ("comparison-curves", "Curves", _image(d / "comparison_curves.png", "comparison curves", "the member runs")),
         ("comparison-final", "Final test accuracy",
-         _image(d / "comparison_final.png", "final test accuracy", "runs/*.json")),
+         _image(d / "comparison_final.png", "final test accuracy", "the member runs")),
     ]
     return f"Comparison {d.name}", headline, sections
 
 
-def is_comparison(directory: Path) -> bool:
-    """A comparison directory (fmnist compare) rather than a run directory (fmnist train)."""
-    return (Path(directory) / "runs").is_dir()
-
-
 def write_report(directory: str | os.PathLike) -> Path:
-    """Write directory/report.html (atomically) for a run or, when it has runs/, a comparison."""
+    """Write directory/report.html (atomically) for a run or, when it has plan.json, a comparison."""
     d = Path(directory)
     if not d.is_dir():
         raise RunError(f"{d} is not a directory; pass a run or comparison directory")
     # (id, heading, html) per section; the ids are stable anchors: report.html#confusion
-    if not is_comparison(d) and not (d / "config.json").exists():
-        raise RunError(f"{d}: neither a run (no config.json) nor a comparison (no runs/); "
+    if not runs.is_comparison(d) and not (d / "config.json").exists():
+        raise RunError(f"{d}: neither a run (no config.json) nor a comparison (no plan.json); "
                        "pass a folder written by `fmnist train` or `fmnist compare`")
-    title, headline, sections = (_comparison_report if is_comparison(d) else _run_report)(d)
+    title, headline, sections = (_comparison_report if runs.is_comparison(d) else _run_report)(d)
     nav = "<nav>" + "".join(f'<a href="#{_e(i)}">{_e(t)}</a>' for i, t, _ in sections) + "</nav>"
     body = "\n".join(_section(*s) for s in sections)
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'

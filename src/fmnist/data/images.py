@@ -61,3 +61,22 @@ def read_picture(path: str | os.PathLike, invert: bool | None = None) -> np.ndar
         raise DataError(f"{path}: not an image Pillow can read ({exc.__class__.__name__}); "
                         "use PNG or JPEG") from None
     return prepare(grey, invert)
+
+
+def read_images(paths: list[Path]) -> tuple[np.ndarray, list[str]]:
+    """(N, 28, 28) uint8 from IDX files of images and pictures, with the file name of each."""
+    from .idx import read_idx
+
+    parts, names = [], []
+    for path in map(Path, paths):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            images = read_picture(path)[None]
+        else:
+            images = read_idx(path)
+            images = images[None] if images.ndim == 2 else images
+            if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+                raise DataError(f"{path}: holds {images.dtype} {images.shape}; predict wants uint8 "
+                                "images of shape (N, 28, 28), or a picture (PNG, JPEG)")
+        parts.append(images)
+        names += [path.name] * len(images)
+    return np.concatenate(parts), names

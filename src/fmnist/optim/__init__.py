@@ -41,7 +41,7 @@ from .svag import MSVAG, RHO_MAX, SVAG
 
 __all__ = [
     "MSGD", "MSSD", "MSVAG", "OPTIMIZERS", "RHO_MAX", "SSD", "SVAG", "FmnistOptimizer",
-    "OptimizerSpec", "build_optimizer", "optimizer_table", "register_optimizer",
+    "OptimizerSpec", "build_optimizer", "format_optimizer_table", "optimizer_table", "register_optimizer",
 ]
 
 TorchOptimizer = torch.optim.Optimizer
@@ -117,6 +117,15 @@ def optimizer_table() -> list[tuple[str, dict[str, Any], str]]:
     """(name, defaults, description) for every optimizer, sorted by name."""
     specs = [OPTIMIZERS.get(name) for name in OPTIMIZERS]
     return [(spec.name, dict(spec.defaults), spec.description) for spec in specs]
+
+
+def format_optimizer_table() -> str:
+    """`fmnist optimizers`: each name with its description, then its defaults."""
+    rows = optimizer_table()
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {description}\n{'':<{width}}  defaults: "
+                     + ", ".join(f"{k}={v}" for k, v in defaults.items())
+                     for name, defaults, description in rows)
 
 
 # --- torch's optimizers, behind factories whose keywords are our hyperparameter names

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .fsutil import atomic_write_bytes
+from ..fsutil import atomic_write_bytes
 
 DPI = 100  # dots per inch of every saved PNG
 

@@ -1,14 +1,10 @@
-"""Figures for one run, data in and matplotlib Figure out, and `draw_run`, which redraws a
-run directory's figures from its files.
+"""Figures of one run, data in and matplotlib Figure out, and `draw_run`, which redraws a
+run directory's figures from its files (read through fmnist.runs only).
 
-The public face of plotting: the prediction and comparison figures (plots_predictions.py,
-plots_compare.py) and `save_figure` (plots_style.py) are re-exported here. Pixel sizes of
-the saved PNGs are figsize * DPI; each docstring gives its figsize in inches.
+Pixel sizes of the saved PNGs are figsize * DPI; each docstring gives its figsize in inches.
 """
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,18 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from .errors import RunError
-from .metrics import macro_average
-from .plots_compare import comparison_curves, draw_comparison, final_accuracy_bars
-from .plots_predictions import mistakes_gallery, predictions_panel
-from .runs import read_history
-from .plots_style import BLACK, DPI, GREEN, GRID, TRAIN, VAL, VERMILLION, image_axes, log_y, save_figure, series
-
-__all__ = [
-    "DPI", "save_figure", "sample_grid", "training_curves", "confusion_figure", "per_class_table_figure",
-    "predictions_panel", "mistakes_gallery", "comparison_curves", "final_accuracy_bars",
-    "draw_run", "draw_comparison", "read_history",
-]
+from .. import runs
+from ..errors import ConfigError, RunError
+from ..metrics import macro_average
+from .predictions import mistakes_gallery, predictions_panel
+from .style import BLACK, GREEN, GRID, TRAIN, VAL, VERMILLION, image_axes, log_y, save_figure, series
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
@@ -214,29 +203,18 @@ def per_class_table_figure(per_class: Sequence[dict[str, Any]]) -> Figure:
 
 
 
+def draw_samples(dataset: str, split: str, out: str | os.PathLike, data_dir: str | os.PathLike | None = None,
+                 per_class: int = 10, seed: int = 0) -> Path:
+    """`fmnist data show`: a sample grid of a data set's split, written to `out`."""
+    from ..data import load
+
+    if Path(out).is_dir():  # before any data is loaded or downloaded
+        raise ConfigError(f"--out {out}: is a folder; give a file name such as samples.png")
+    part = load(dataset, split, data_dir=data_dir)
+    return save_figure(sample_grid(part.images, part.labels, part.class_names, per_class, seed), out)
+
+
 # --- a run directory's files -> its figures ------------------------------------------
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise RunError(f"{path} is not valid JSON ({e.msg}); re-run `fmnist evaluate` to rewrite it") from None
-
-
-def _read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """predictions.csv -> (index (N,) int, label (N,) int, probs (N, C) float)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header = rows[0] if rows else []
-    if header[:3] != ["index", "label", "pred"] or not header[3:] \
-            or header[3:] != [f"p{c}" for c in range(len(header) - 3)]:
-        raise RunError(f"{path}: header must be index,label,pred,p0,...; got {','.join(header[:6])}...")
-    try:
-        table = np.array(rows[1:], dtype=np.float64).reshape(-1, len(header))
-    except ValueError:
-        raise RunError(f"{path}: rows must hold {len(header)} numbers each") from None
-    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 3:]
-
 
 def draw_run(run_dir: str | os.PathLike, test_images: np.ndarray | None = None) -> list[Path]:
     """(Re)draw a run's figures from the files in `run_dir`, without training.
@@ -247,19 +225,18 @@ def draw_run(run_dir: str | os.PathLike, test_images: np.ndarray | None = None) 
     """
     run_dir = Path(run_dir)
     written: list[Path] = []
-    if (run_dir / "history.jsonl").is_file():
-        history = read_history(run_dir / "history.jsonl")
-        if history:
-            written.append(save_figure(training_curves(history), run_dir / "curves.png"))
-    metrics = _read_json(run_dir / "metrics.json") if (run_dir / "metrics.json").is_file() else {}
+    history = runs.load_history(run_dir)
+    if history:
+        written.append(save_figure(training_curves(history), run_dir / "curves.png"))
+    metrics = runs.read_metrics(run_dir) or {}
     if "confusion" in metrics:
         cm = np.asarray(metrics["confusion"], dtype=np.int64)
         names = metrics.get("class_names") or [str(c) for c in range(len(cm))]
         written.append(save_figure(confusion_figure(cm, names), run_dir / "confusion.png"))
     if metrics.get("per_class"):
         written.append(save_figure(per_class_table_figure(metrics["per_class"]), run_dir / "per_class.png"))
-    if test_images is not None and (run_dir / "predictions.csv").is_file():
-        index, labels, probs = _read_predictions(run_dir / "predictions.csv")
+    if test_images is not None and (run_dir / runs.PREDICTIONS).is_file():
+        index, labels, probs = runs.read_predictions(run_dir / runs.PREDICTIONS)
         test_images = np.asarray(test_images)
         if index.size and (index.min() < 0 or index.max() >= len(test_images)):
             raise RunError(f"{run_dir / 'predictions.csv'} indexes image {index.max()} but only "

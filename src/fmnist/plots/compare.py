@@ -1,13 +1,12 @@
 """Figures of an optimizer comparison: curves over epochs and final test accuracy per optimizer.
 
-A run is one training run: {"optimizer", "lr", "seed", "history": [per-epoch records],
-"test_acc" (final weights), "diverged"}. Runs with the same optimizer and lr are seeds of
+A run is one member run as a record (fmnist.runs.read_member): {"optimizer", "lr", "seed",
+"history": [per-epoch records], "test_acc" (of the scored weights), "diverged", ...}. Runs with the same optimizer and lr are seeds of
 one setting: drawn as their mean with the spread as a band; diverged runs are left out of
 the mean and counted in the legend. Each setting keeps its colour in both figures.
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -18,9 +17,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-from .errors import RunError
-from .metrics import group_runs, mean_std
-from .plots_style import GREY, GRID, PALETTE, log_y, message_figure, save_figure, series
+from .. import runs as R
+from ..metrics import group_runs, summarise_runs
+from .style import GREY, GRID, PALETTE, log_y, message_figure, save_figure, series
 
 TITLES = {"train_loss": "training loss", "val_loss": "validation loss", "test_loss": "test loss",
           "train_acc": "training accuracy", "val_acc": "validation accuracy", "test_acc": "test accuracy"}
@@ -127,9 +126,10 @@ def final_accuracy_bars(runs: Sequence[dict[str, Any]]) -> Figure:
     rng = np.random.default_rng(0)  # jitter of the seed dots, the same on every redraw
     shown: list[float] = []  # values that set the y range: diverged runs would squash it
     diverged: list[tuple[int, float]] = []  # (setting, test accuracy in %)
-    for i, group in enumerate(groups):
+    for i, (group, row) in enumerate(zip(groups, summarise_runs(runs))):  # one set of statistics
         accs = [100 * r["test_acc"] for r in group["ok"]]
-        mean, std, n = mean_std(accs)
+        n = len(accs)
+        mean, std = (100 * row["test_acc"], 100 * row["test_acc_std"]) if n else (None, None)
         colour = _style(i)["color"]
         if n:
             ax.bar(i, mean, width=0.65, color=colour, alpha=0.35, edgecolor=colour, lw=1.5)
@@ -160,20 +160,9 @@ def final_accuracy_bars(runs: Sequence[dict[str, Any]]) -> Figure:
     return fig
 
 
-def read_runs(comp_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Every runs/*.json of a comparison directory, in file-name order."""
-    runs = []
-    for path in sorted(Path(comp_dir, "runs").glob("*.json")):
-        try:
-            runs.append(json.loads(path.read_text(encoding="utf-8")))
-        except json.JSONDecodeError as e:
-            raise RunError(f"{path} is not valid JSON ({e.msg}); delete it or re-run that setting") from None
-    return runs
-
-
 def draw_comparison(comp_dir: str | os.PathLike) -> list[Path]:
-    """comparison_curves.png and comparison_final.png from comp_dir/runs/*.json; [] when no runs."""
-    runs = read_runs(comp_dir)
+    """comparison_curves.png and comparison_final.png from the member runs; [] when none."""
+    runs = R.read_members(comp_dir)
     if not runs:
         return []
     return [save_figure(comparison_curves(runs), Path(comp_dir, "comparison_curves.png")),

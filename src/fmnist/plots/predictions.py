@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from .plots_style import GREY, RIGHT, WRONG, image_axes, message_figure
+from .style import GREY, RIGHT, WRONG, image_axes, message_figure
 
 
 def _caption(pred: str, conf: float, true: str) -> str:

@@ -1,0 +1,86 @@
+"""A comparison directory: plan.json, summary.json and runs/<cell>/, each an ordinary run.
+
+comparisons/<time>-<model>/
+  plan.json      the base config, the optimizers and rates asked for, seeds, grid, command
+  summary.json   one row per optimizer (its chosen rate, mean ± std over seeds), computed once
+  runs/<optimizer>-lr<lr>-seed<seed>/   a run directory per cell, grid-search cells included
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import RunError
+from ..fsutil import atomic_write_json
+from .files import finite, load_config, load_history, read_json, read_metrics
+
+PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
+
+
+def is_comparison(directory: str | os.PathLike) -> bool:
+    """A comparison directory (fmnist compare) rather than a run directory (fmnist train)."""
+    return (Path(directory) / PLAN).is_file()
+
+
+def save_plan(directory: Path, plan: dict) -> Path:
+    return atomic_write_json(Path(directory) / PLAN, plan)
+
+
+def read_plan(directory: Path) -> dict | None:
+    path = Path(directory) / PLAN
+    if not path.is_file():
+        return None
+    plan = read_json(path, "delete the comparison folder and run it again")
+    if not isinstance(plan, dict):
+        raise RunError(f"{path}: must be a JSON object; delete the comparison folder and run again")
+    return plan
+
+
+def save_summary(directory: Path, summary: dict) -> Path:
+    return atomic_write_json(Path(directory) / SUMMARY, summary)
+
+
+def read_summary(directory: Path) -> dict | None:
+    path = Path(directory) / SUMMARY
+    if not path.is_file():
+        return None
+    summary = read_json(path, "run the same `fmnist compare` again to recompute it")
+    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+        raise RunError(f"{path}: not a comparison summary; run the same `fmnist compare` again")
+    return summary
+
+
+def member_dir(directory: Path, name: str) -> Path:
+    return Path(directory) / MEMBERS / name
+
+
+def read_member(run_dir: Path) -> dict[str, Any] | None:
+    """One finished member run as a record for the comparison figures and summary:
+    {name, optimizer, lr, seed, history, diverged, test_acc, test_loss, final_val_acc,
+    best_val_acc, seconds}; None while
+    it has no metrics.json (not run yet, or cut short)."""
+    metrics = read_metrics(run_dir)
+    if metrics is None:
+        return None
+    config = load_config(run_dir)
+    history = load_history(run_dir)
+    return {"name": Path(run_dir).name, "optimizer": config.optim.name, "lr": config.optim.lr,
+            "seed": config.train.seed, "history": history,
+            "diverged": bool(metrics.get("diverged")),
+            "test_acc": finite(metrics.get("test_acc")), "test_loss": finite(metrics.get("test_loss")),
+            "final_val_acc": finite(metrics.get("final_val_acc")),
+            "best_val_acc": finite(metrics.get("best_val_acc")),
+            "seconds": finite(metrics.get("train_seconds"))}
+
+
+def read_members(directory: str | os.PathLike, names: list[str] | None = None) -> list[dict[str, Any]]:
+    """The finished member runs named (default: those summary.json lists, else every
+    finished one), in that order."""
+    directory = Path(directory)
+    if names is None:
+        summary = read_summary(directory)
+        names = ([n for row in summary["rows"] for n in row.get("runs", [])] if summary
+                 else sorted(p.name for p in (directory / MEMBERS).glob("*") if p.is_dir()))
+    records = (read_member(member_dir(directory, n)) for n in names)
+    return [r for r in records if r is not None]

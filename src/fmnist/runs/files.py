@@ -1,0 +1,200 @@
+"""The files of a run directory other than checkpoints: every reader and writer of them.
+
+Every file is written atomically (fsutil), so a run killed at any moment leaves only whole
+files; every reader checks what it reads and names the file and the fix when it is wrong.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..config import Facts, RunConfig
+from ..errors import ConfigError, RunError
+from ..fsutil import atomic_write_json, atomic_write_text
+
+CONFIG, HISTORY, METRICS, PREDICTIONS = "config.json", "history.jsonl", "metrics.json", "predictions.csv"
+CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
+
+
+def new_run_dir(root: str | os.PathLike, model: str) -> Path:
+    """A fresh runs/<YYYYmmdd-HHMMSS>-<model>/ (suffixed -2, -3 ... if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{model}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    _mkdir(path)
+    return path
+
+
+def check_out(out: str | os.PathLike) -> Path:
+    """Refuse an --out that cannot take a new run, before anything is built or written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: is a file; give a folder for the run")
+    if (out / CHECKPOINT).exists() or (out / METRICS).exists():
+        raise RunError(f"{out} already holds a run; use --resume {out} to continue it, or "
+                       "choose another --out")
+    return out
+
+
+def make_run_dir(out: str | os.PathLike | None, root: str | os.PathLike, model: str) -> Path:
+    """The run's folder, created now: the caller has built everything the run needs."""
+    if out is None:
+        return new_run_dir(root, model)
+    _mkdir(Path(out))
+    return Path(out)
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot create the run directory ({exc.strerror})") from None
+
+
+def read_json(path: Path, fix: str = "restore it or run again") -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"{path}: missing; {fix}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)}); {fix}") from None
+
+
+# --- config.json: the settings, the resolved facts and the command line ---------------
+
+def save_config(run_dir: Path, config: RunConfig, facts: Facts,
+                argv: list[str] | None = None) -> Path:
+    import torch
+
+    argv = sys.argv if argv is None else argv
+    return atomic_write_json(Path(run_dir) / CONFIG, {
+        **config.to_dict(), "resolved": facts.to_dict(), "command": " ".join(argv),
+        "torch": torch.__version__, "fmnist": __version__})
+
+
+def _config_dict(run_dir: Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory")
+    if not (run_dir / CONFIG).is_file():
+        raise RunError(f"{run_dir / CONFIG}: missing; is {run_dir} a run directory made by "
+                       "`fmnist train`?")
+    return read_json(run_dir / CONFIG)
+
+
+def load_config(run_dir: str | os.PathLike) -> RunConfig:
+    path = Path(run_dir) / CONFIG
+    d = _config_dict(Path(run_dir))
+    try:
+        return RunConfig.from_dict({k: v for k, v in d.items() if k in ("data", "model", "optim", "train")}
+                                   if isinstance(d, dict) else d, where=str(path))
+    except ConfigError as exc:
+        raise RunError(f"{exc}; restore the file written by `fmnist train`") from None
+
+
+def load_facts(run_dir: str | os.PathLike) -> Facts | None:
+    """The resolved facts of config.json; None for a run written before they were recorded."""
+    path = Path(run_dir) / CONFIG
+    d = _config_dict(Path(run_dir))
+    if not isinstance(d, dict) or "resolved" not in d:
+        return None
+    try:
+        return Facts.from_dict(d["resolved"], where=f"{path}: resolved")
+    except ConfigError as exc:
+        raise RunError(str(exc)) from None
+
+
+# --- history.jsonl --------------------------------------------------------------------
+
+def save_history(run_dir: Path, history: list[dict]) -> Path:
+    return atomic_write_text(Path(run_dir) / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """history.jsonl as records sorted by epoch, the last one kept where a resumed run repeats
+    an epoch; a torn last line (the trainer mid-append) is ignored."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    by_epoch: dict[Any, dict[str, Any]] = {}
+    for n, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) - 1:
+                break
+            raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); fix or delete that line") from None
+        if not isinstance(record, dict) or not isinstance(record.get("epoch", n), int):
+            raise RunError(f"{path}: line {n + 1} is not an epoch record; fix or delete that line")
+        by_epoch[record.get("epoch", n)] = record
+    return [by_epoch[k] for k in sorted(by_epoch)]
+
+
+def load_history(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / HISTORY
+    return read_history(path) if path.exists() else []
+
+
+# --- metrics.json and predictions.csv --------------------------------------------------
+
+def save_metrics(run_dir: Path, metrics: dict) -> Path:
+    return atomic_write_json(Path(run_dir) / METRICS, metrics)
+
+
+def read_metrics(run_dir: str | os.PathLike) -> dict | None:
+    """metrics.json, or None when the run has not been scored yet."""
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return None
+    metrics = read_json(path, "re-run `fmnist evaluate` or train again")
+    if not isinstance(metrics, dict):
+        raise RunError(f"{path}: must be a JSON object; re-run `fmnist evaluate` or train again")
+    return metrics
+
+
+def save_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
+                     name: str = PREDICTIONS) -> Path:
+    """One row per image: index, true label (-1 if unknown), predicted label, probabilities."""
+    k = probs.shape[1]
+    header = "index,label,pred," + ",".join(f"p{i}" for i in range(k))
+    pred = probs.argmax(1)
+    table = np.column_stack([np.arange(len(probs)), labels, pred])
+    lines = [header] + [
+        f"{i},{t},{p}," + ",".join(f"{q:.6f}" for q in row)
+        for (i, t, p), row in zip(table.tolist(), probs.tolist())]
+    return atomic_write_text(Path(run_dir) / name, "\n".join(lines) + "\n")
+
+
+def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """predictions.csv -> (index (N,) int, label (N,) int, probs (N, C) float)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    header = rows[0] if rows else []
+    if header[:3] != ["index", "label", "pred"] or not header[3:] \
+            or header[3:] != [f"p{c}" for c in range(len(header) - 3)]:
+        raise RunError(f"{path}: header must be index,label,pred,p0,...; got {','.join(header[:6])}...")
+    try:
+        table = np.array(rows[1:], dtype=np.float64).reshape(-1, len(header))
+    except ValueError:
+        raise RunError(f"{path}: rows must hold {len(header)} numbers each") from None
+    if not np.isfinite(table).all():
+        raise RunError(f"{path}: holds a value that is not a finite number")
+    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 3:]
+
+
+def finite(value: Any) -> float | None:
+    """A number read from a run file, None unless it is a finite number."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
