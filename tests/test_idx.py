@@ -8,6 +8,8 @@ import struct
 import numpy as np
 import pytest
 
+from fmnist.errors import WriteError
+
 from fmnist.data import encode_idx, parse_idx, read_idx, write_idx
 from fmnist.errors import DataError, IDXFormatError
 
@@ -79,7 +81,8 @@ def test_write_replaces_atomically(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", broken_replace)
-    with pytest.raises(OSError):
+    with pytest.raises(WriteError, match="x.gz: could not be written .No space left on device.; "
+                                         "the previous version is intact"):
         write_idx(path, _random("u1", (9, 9), seed=1))
     assert path.read_bytes() == before  # the old file is whole
     assert [p.name for p in tmp_path.iterdir()] == ["x.gz"]  # and no temp file is left

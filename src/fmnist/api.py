@@ -6,7 +6,7 @@ writes every file, `evaluate` and `metrics` score.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,8 +20,9 @@ from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
 from .device import set_threads
-from .errors import ConfigError, RunError
+from .errors import ConfigError, DataError, RunError, WriteError
 from .evaluate import probabilities
+from .fsutil import check_target
 from .loop import Log, State, TrainingDiverged, fit
 
 
@@ -106,6 +107,8 @@ def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = No
     check(config)  # unknown names, bad keywords: fail before any data is loaded
     if out is not None:
         runs.check_out(out)
+    else:
+        runs.check_writable(root, "--runs-dir")
     set_threads(config.train.threads)
     parts = build(config)
     run_dir = runs.make_run_dir(out, root, config.model.name)
@@ -144,6 +147,11 @@ def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: 
     try:
         result = fit(parts, parts.config.train, state=state, store=store, progress=progress,
                      log=log, on_epoch=_curves_drawer(run_dir) if plots else None)
+    except WriteError as exc:  # a full disk: the checkpoint of the last whole epoch is kept
+        ck = run_dir / runs.CHECKPOINT
+        hint = (f"the last checkpoint {ck} is intact: free some space, then `fmnist train "
+                f"--resume {run_dir}`") if ck.exists() else "free some space and train again"
+        raise WriteError(f"{exc}; {hint}", exc.path) from None
     except TrainingDiverged as exc:  # recorded, so a comparison can count it
         runs.save_metrics(run_dir, {"diverged": True, "diverged_at": {"epoch": exc.epoch, "step": exc.step},
                                     "test_acc": None, "test_loss": None, "weights": None,
@@ -214,6 +222,7 @@ class Prediction:
     path: Path  # the CSV written
     accuracy: float | None  # over the images with a known label
     class_names: tuple[str, ...] = ()
+    failures: list[str] = field(default_factory=list)  # the files that could not be read, why
 
     def summary(self, show: int = 20) -> str:
         """The first `show` pictures' top classes, the accuracy where labels are known, the CSV."""
@@ -228,20 +237,25 @@ class Prediction:
 def predict(run: Run, images: list[Path] | None = None, split: str = "test",
             out: Path | None = None) -> Prediction:
     """Predict a split of the run's data set, or IDX files and pictures; write the CSV."""
+    what = images[0].name if images else split
+    out = Path(out) if out else run.dir / f"predictions-{what}.csv"
+    runs.check_writable(out.parent)
+    check_target(out)  # before anything is read or predicted
+    failures: list[str] = []
     if images:
         from .data.images import read_images
-        x, names = read_images(images)
+        x, names, failures = read_images(images)
+        if not names:  # nothing readable: the reasons, and no CSV
+            raise DataError("; ".join(failures))
         labels = np.full(len(names), -1)
     else:
         part = load(run.config.data.dataset, split, data_dir=run.config.data.data_dir)
         x, labels, names = part.images, part.labels, [""] * len(part.labels)
     probs = run.predict(x)
-    what = images[0].name if images else split
-    out = Path(out) if out else run.dir / f"predictions-{what}.csv"
     path = runs.save_predictions(out.parent, labels, probs, name=out.name)
     known = labels >= 0
     acc = float((probs.argmax(1)[known] == labels[known]).mean()) if known.any() else None
-    return Prediction(names, labels, probs, path, acc, run.facts.class_names)
+    return Prediction(names, labels, probs, path, acc, run.facts.class_names, failures)
 
 
 def redraw(directory: str | os.PathLike) -> list[Path]:

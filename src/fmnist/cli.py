@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -111,7 +112,11 @@ def cmd_evaluate(args) -> None:
 def cmd_predict(args) -> None:
     from .api import open_run, predict
 
-    print(predict(open_run(args.run_dir, args.device), args.images, args.split, args.out).summary())
+    p = predict(open_run(args.run_dir, args.device), args.images, args.split, args.out)
+    print(p.summary())
+    if p.failures:  # the readable files were predicted; the others are named
+        raise FmnistError(f"{len(p.failures)} of {len(args.images)} files not predicted: "
+                          + "; ".join(p.failures))
 
 
 def cmd_list(args) -> None:
@@ -233,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the try, not at exit
         return 0
     except FmnistError as exc:
         print(f"fmnist: error: {exc}", file=sys.stderr)
@@ -240,3 +246,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fmnist: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fmnist evaluate RUN | head -1`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it

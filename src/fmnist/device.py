@@ -29,8 +29,15 @@ def usable_cores() -> int:
 
 
 def set_threads(threads: int = 0) -> int:
-    """Use `threads` CPU threads for torch ops (0: every usable core); returns the number."""
-    n = threads or usable_cores()
+    """Use `threads` CPU threads for torch ops (0: every usable core); returns the number.
+
+    More threads than cores only slows the math down and starves other processes (100,000
+    crashed torch after seconds), so that is refused."""
+    cores = usable_cores()
+    if threads > cores:
+        raise ConfigError(f"threads={threads}: this process may use {cores} core(s); give "
+                          f"--threads {cores} or fewer (0 = all of them)")
+    n = threads or cores
     torch.set_num_threads(n)
     return n
 

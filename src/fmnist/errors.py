@@ -34,3 +34,11 @@ class DataNotFoundError(DataError):
 
 class RunError(FmnistError):
     """A run directory that is missing, incomplete or from another model."""
+
+
+class WriteError(FmnistError):
+    """A file that could not be written (full disk, no permission); the old one is intact."""
+
+    def __init__(self, message: str, path) -> None:
+        super().__init__(message)
+        self.path = path

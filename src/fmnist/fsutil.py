@@ -12,20 +12,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
-from .errors import FmnistError
+from .errors import FmnistError, WriteError
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces `path` only if the block finishes without error."""
-    path = Path(path)
-    if path.is_dir():
-        raise FmnistError(f"{path}: is a folder; give a file name")
+    path = check_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise FmnistError(f"{path}: cannot write here ({exc.strerror})") from None
+        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); choose a folder "
+                         "you can write to", path) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
@@ -33,10 +32,24 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # a full disk, a quota, a vanished folder
+            was = "the previous version is intact" if path.exists() else "nothing was written"
+            raise WriteError(f"{path}: could not be written ({exc.strerror or exc}); {was}", path) from None
         raise
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Refuse a file name that cannot be written atomically: a folder, or an existing device
+    or pipe (`--out /dev/full` must not replace the device node with a PNG)."""
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"{path}: is a folder; give a file name", path)
+    if path.exists() and not path.is_file():
+        raise WriteError(f"{path}: is not a regular file; give a file name", path)
+    return path
 
 
 def _umask() -> int:

@@ -26,6 +26,11 @@ class ModelSpec:
 
 
 MODELS = Registry[ModelSpec]("model")
+# 400 MB of fp32 weights, 1.6 GB with gradients and Adam's two moments: far beyond what a
+# 28x28 classifier needs (the largest registered, p1, has 3.3 M)
+MAX_PARAMETERS = 100_000_000
+MAX_WIDTH = 65_536  # neurons or channels in one layer
+MAX_DEPTH = 64  # hidden layers of an MLP, residual blocks per stage
 
 
 def register_model(name: str, description: str) -> Callable:
@@ -45,8 +50,16 @@ def build_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
         if not open_ended and key not in params:
             known = ", ".join(p for p in params if p != "num_classes") or "none"
             raise ConfigError(f"model {name!r} has no argument {key!r}; it takes: {known}")
-    _check_int("num_classes", num_classes, low=1)
+    _check_int("num_classes", num_classes, low=1, high=100_000)
     try:
+        # count the parameters on the meta device first (no memory): a size that asks for
+        # hundreds of GB is refused here, not by the allocator halfway through
+        with torch.device("meta"):
+            n = count_parameters(spec.factory(num_classes=num_classes, **kwargs))
+        if n > MAX_PARAMETERS:
+            raise ConfigError(f"model {name!r} with {kwargs or 'its defaults'} would have {n:,} "
+                              f"parameters ({4 * n / 2**30:.1f} GiB of weights); at most "
+                              f"{MAX_PARAMETERS:,} are built: choose smaller sizes")
         return spec.factory(num_classes=num_classes, **kwargs)
     except TypeError as err:  # a value the factory's own checks missed: still the user's fix
         raise ConfigError(f"model {name!r}: bad argument: {err}") from err
@@ -71,10 +84,10 @@ def format_model_table() -> str:
 
 # --- argument checks: the factories validate, build_model only routes ---------------------
 
-def _check_int(arg: str, value: object, low: int = 1) -> int:
+def _check_int(arg: str, value: object, low: int = 1, high: int = MAX_WIDTH) -> int:
     # bool is an int subclass, but `width=True` is a mistake, not a width of 1
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        raise ConfigError(f"{arg} must be an integer >= {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, Integral) or not low <= value <= high:
+        raise ConfigError(f"{arg} must be an integer in {low}..{high:,}, got {value!r}")
     return int(value)
 
 
@@ -85,9 +98,11 @@ def _check_dropout(p: object) -> float:
 
 
 def _check_widths(arg: str, value: object, length: int | None = None) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or (length is not None and len(value) != length):
+    if not isinstance(value, (tuple, list)) or (length is not None and len(value) != length) \
+            or not 1 <= len(value) <= MAX_DEPTH:
         size = f"{length} " if length else ""
-        raise ConfigError(f"{arg} must be a tuple of {size}positive integers, got {value!r}")
+        raise ConfigError(f"{arg} must be a tuple of {size}positive integers (at most "
+                          f"{MAX_DEPTH}), got {value!r}")
     return tuple(_check_int(f"{arg}[{i}]", v) for i, v in enumerate(value))
 
 
@@ -234,7 +249,7 @@ def resnet(num_classes: int = 10, width: int = 32, blocks: int = 1,
     runs where `cnn` saturates. Global average pooling keeps the head at 4w*10 weights.
     """
     w = _check_int("width", width)
-    n = _check_int("blocks", blocks)
+    n = _check_int("blocks", blocks, high=MAX_DEPTH)
     p = _check_dropout(dropout)
     stages: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate([(w, w), (w, 2 * w), (2 * w, 4 * w)]):

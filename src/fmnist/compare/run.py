@@ -71,8 +71,7 @@ def run_plan(plan: Plan, out: str | Path, log: Log = print) -> dict:
         differs = next(k for k in settings if saved.get(k) != settings[k])
         raise ConfigError(f"{out}: was run with other settings ({differs} differs); give a new "
                           "--out for this comparison (or delete that folder)")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; give a folder for the comparison")
+    runs.check_writable(out)
     if saved is None:
         check(plan.base)  # unknown names, then missing data, fail before the folder is made
         build(plan.base, optimizer=False)

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import ChecksumError, DataError, DataNotFoundError
-from .idx import decompress, is_gzip
+from .idx import MAX_IDX_BYTES, decompress, is_gzip, read_bytes
 from .sources import DATASETS, ROLES, DataSource, FileSpec, get_source
 
 DOWNLOAD_TIMEOUT_S = 30.0
@@ -106,11 +106,8 @@ def verify_bytes(data: bytes, spec: FileSpec, source: DataSource, name: str) -> 
 
 
 def verify_file(path: Path, spec: FileSpec, source: DataSource) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:  # unreadable (permissions, a folder, gone): a DataError, not a trace
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return verify_bytes(data, spec, source, str(path))
+    # bounded: a huge or sparse file is refused by its size before it is read
+    return verify_bytes(read_bytes(path), spec, source, str(path))
 
 
 def _download_one(url: str, dest: Path, spec: FileSpec, source: DataSource,
@@ -127,6 +124,9 @@ def _download_one(url: str, dest: Path, spec: FileSpec, source: DataSource,
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
+                    if out.tell() > MAX_IDX_BYTES:  # a mirror that never stops sending
+                        raise urllib.error.URLError(f"more than {MAX_IDX_BYTES:,} bytes: not "
+                                                    f"{spec.filename}")
             if total is not None and out.tell() != total:
                 raise urllib.error.URLError(f"got {out.tell()} of {total} bytes")
         verify_file(Path(tmp), spec, source)

@@ -7,6 +7,7 @@ dimension; then the elements in row-major order, big-endian.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
 import zlib
@@ -28,19 +29,48 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 _CODES = {dt.newbyteorder("=") if dt.itemsize > 1 else dt: code for code, dt in IDX_DTYPES.items()}
 GZIP_MAGIC = b"\x1f\x8b"
+# no IDX file we read can be larger: 1,000,000 images of 28x28 (EMNIST, the largest of the
+# family, has 814,255) are 784 MB. A header that declares more is refused before reading,
+# and gzip'd data is inflated in a stream that stops there: a bomb costs nothing
+MAX_IDX_BYTES = 1_000_000 * 28 * 28 + 1024
 
 
 def is_gzip(data: bytes) -> bool:
     return data[:2] == GZIP_MAGIC
 
 
-def decompress(data: bytes, name: str = "<bytes>") -> bytes:
-    """Gunzip `data`, turning every flavour of broken gzip into one IDXFormatError."""
+def decompress(data: bytes, name: str = "<bytes>", limit: int = MAX_IDX_BYTES) -> bytes:
+    """Gunzip `data`, turning every flavour of broken gzip into one IDXFormatError.
+
+    Streamed: an IDX header that declares more than `limit` bytes, or content that goes on
+    past what its header declares, stops the inflation there (a gzip bomb costs nothing)."""
     try:
-        return gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as gz:
+            head = gz.read(4)
+            if len(head) == 4 and head[:2] == b"\0\0":  # an IDX header: read what it declares
+                dims = gz.read(4 * head[3])
+                head += dims
+                size = _declared_size(head, name, limit) if len(dims) == 4 * head[3] else 0
+                return head + gz.read(size + 1)  # one byte more shows a payload too long
+            # not IDX content (gzip'd twice, another format): refused by its checksum or magic
+            # number either way, so a little of it is enough to say what it is
+            return head + gz.read(1 << 20)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError) as exc:
         raise IDXFormatError(f"{name}: corrupt or truncated gzip data ({exc}); "
                              "delete the file and fetch it again") from None
+
+
+def _declared_size(header: bytes, name: str, limit: int) -> int:
+    """Payload bytes an IDX header declares, refused above `limit` (Python ints: no overflow)."""
+    code, ndim = header[2], header[3]
+    shape = struct.unpack_from(f">{ndim}I", header, 4)
+    size = IDX_DTYPES[code].itemsize if code in IDX_DTYPES else 1
+    for d in shape:
+        size *= d
+    if size > limit:
+        raise IDXFormatError(f"{name}: its header declares shape {tuple(shape)}, {size:,} bytes, "
+                             f"more than any data set we read ({limit:,}); not a data set file")
+    return size
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -61,7 +91,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
                              f"after {len(data)} bytes")
     shape = struct.unpack_from(f">{ndim}I", data, 4)
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = _declared_size(data[:header], name, max(MAX_IDX_BYTES, len(data)))
     got = len(data) - header
     if got != expected:
         what = "shorter" if got < expected else "longer"
@@ -74,16 +104,25 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file from disk, gzip'd or not."""
+def read_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES) -> bytes:
+    """A file's bytes, refusing one larger than any IDX file we read before reading it (a
+    huge or sparse file under a data set's name would otherwise fill the memory)."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        size = path.stat().st_size
+        if size > limit:
+            raise IDXFormatError(f"{path}: {size:,} bytes, more than any data set file we read "
+                                 f"({limit:,}); not an IDX file of 28x28 images")
+        return path.read_bytes()
     except FileNotFoundError:
         raise IDXFormatError(f"{path}: no such file") from None
     except OSError as exc:
-        raise IDXFormatError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_idx(data, str(path))
+        raise IDXFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file from disk, gzip'd or not, within MAX_IDX_BYTES."""
+    return parse_idx(read_bytes(path), str(path))
 
 
 def encode_idx(array: np.ndarray) -> bytes:

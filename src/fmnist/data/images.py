@@ -43,40 +43,105 @@ def prepare(grey: np.ndarray, invert: bool | None = None) -> np.ndarray:
     return out
 
 
+# A picture larger than this is refused before it is decoded (a 13000 x 13000 PNG would take
+# 1.8 GB and seconds; a decompression bomb far more). 64 MP is more than a phone camera's.
+MAX_PIXELS = 64_000_000
+WORK_EDGE = 1024  # pictures are shrunk to about this (longest edge) as early as possible
+
+
 def read_picture(path: str | os.PathLike, invert: bool | None = None) -> np.ndarray:
-    """Read an image file (PNG, JPEG, ...) and prepare it: (28, 28) uint8."""
+    """Read an image file (PNG, JPEG, ...) of any mode Pillow opens and prepare it: (28, 28) uint8.
+
+    Large pictures are decoded at a reduced scale where the format allows (JPEG's draft
+    mode) and shrunk right after decoding, so a photo costs milliseconds, not seconds."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img = img.convert("RGBA") if img.mode in ("P", "LA", "RGBA") else img
-            if img.mode == "RGBA":  # transparent background -> white, like paper
-                back = Image.new("RGBA", img.size, (255, 255, 255, 255))
-                img = Image.alpha_composite(back, img)
-            grey = np.asarray(img.convert("L"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > MAX_PIXELS or w < 1 or h < 1:
+                    raise DataError(f"{path}: {w} x {h} pixels; pictures up to {MAX_PIXELS:,} "
+                                    "pixels are read: shrink it first")
+                img.seek(0)  # an animation: its first frame
+                if img.mode in ("RGB", "L", "CMYK", "YCbCr"):
+                    img.draft("L" if img.mode == "L" else "RGB", (WORK_EDGE, WORK_EDGE))
+                img.load()
+                grey = _grey(_shrink(img))
+    except DataError:
+        raise
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError) as exc:
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):  # Pillow's own check
+        raise DataError(f"{path}: declares more pixels than the {MAX_PIXELS:,} we read (a "
+                        "decompression bomb?); shrink it first") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DataError(f"{path}: not an image Pillow can read ({exc.__class__.__name__}); "
                         "use PNG or JPEG") from None
     return prepare(grey, invert)
 
 
-def read_images(paths: list[Path]) -> tuple[np.ndarray, list[str]]:
-    """(N, 28, 28) uint8 from IDX files of images and pictures, with the file name of each."""
+def _shrink(img):
+    """Box-reduce by an integer factor to a longest edge near WORK_EDGE (trimming and
+    resizing to 28 pixels follow, so nothing of use is lost)."""
+    factor = max(img.size) // WORK_EDGE
+    if factor < 2:
+        return img
+    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):
+        img = img.convert("RGBA")
+    return img.reduce(factor)
+
+
+def _grey(img) -> np.ndarray:
+    """(H, W) uint8 grey of any mode: 16- and 32-bit and float scaled by their range (not
+    clipped at 255), transparency composited onto white paper, palette and CMYK converted."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16"):  # 16-bit: 65535 is white
+        return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
+    if img.mode in ("I", "F"):
+        x = np.asarray(img, dtype=np.float64)
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+        lo, hi = float(x.min()), float(x.max())
+        if img.mode == "F" and lo >= 0 and hi <= 1:
+            x = x * 255.0  # float pictures in [0, 1]
+        elif lo >= 0 and hi <= 65535 and hi > 255:
+            x = x / 257.0  # 16-bit data in a 32-bit mode (how Pillow opens some PNGs)
+        elif lo < 0 or hi > 255:
+            x = (x - lo) * (255.0 / (hi - lo))  # anything else: its own range
+        return np.round(np.clip(x, 0, 255)).astype(np.uint8)
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("PA", "LA", "La", "RGBa"):
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":  # transparent background -> white, like paper
+        back = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(back, img)
+    return np.asarray(img.convert("RGB").convert("L") if img.mode != "L" else img)
+
+
+def read_images(paths: list[Path]) -> tuple[np.ndarray, list[str], list[str]]:
+    """(N, 28, 28) uint8 from IDX files of images and pictures, the file name of each image,
+    and one line for each file that could not be read (the others are still read)."""
     from .idx import read_idx
 
-    parts, names = [], []
+    parts, names, failures = [], [], []
     for path in map(Path, paths):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            images = read_picture(path)[None]
-        else:
-            images = read_idx(path)
-            images = images[None] if images.ndim == 2 else images
-            if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-                raise DataError(f"{path}: holds {images.dtype} {images.shape}; predict wants uint8 "
-                                "images of shape (N, 28, 28), or a picture (PNG, JPEG)")
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES:
+                images = read_picture(path)[None]
+            else:
+                images = read_idx(path)
+                images = images[None] if images.ndim == 2 else images
+                if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+                    raise DataError(f"{path}: holds {images.dtype} {images.shape}; predict wants "
+                                    "uint8 images of shape (N, 28, 28), or a picture (PNG, JPEG)")
+        except DataError as exc:
+            failures.append(str(exc))
+            continue
         parts.append(images)
         names += [path.name] * len(images)
-    return np.concatenate(parts), names
+    images = np.concatenate(parts) if parts else np.zeros((0, 28, 28), np.uint8)
+    return images, names, failures

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import runs
 from ..errors import ConfigError, RunError
+from ..fsutil import check_target
 from ..metrics import macro_average
 from .predictions import mistakes_gallery, predictions_panel
 from .style import BLACK, GREEN, GRID, TRAIN, VAL, VERMILLION, image_axes, log_y, save_figure, series
@@ -210,6 +211,7 @@ def draw_samples(dataset: str, split: str, out: str | os.PathLike, data_dir: str
 
     if Path(out).is_dir():  # before any data is loaded or downloaded
         raise ConfigError(f"--out {out}: is a folder; give a file name such as samples.png")
+    check_target(out)
     part = load(dataset, split, data_dir=data_dir)
     return save_figure(sample_grid(part.images, part.labels, part.class_names, per_class, seed), out)
 

@@ -37,11 +37,25 @@ def new_run_dir(root: str | os.PathLike, model: str) -> Path:
     return path
 
 
+def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
+    """Refuse a folder that cannot be made or written in (under a file, read-only), before
+    any data is loaded or anything is built."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"{flag} {folder}: is a file; give a folder")
+    base = folder
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise RunError(f"{flag} {folder}: {base} is a file, so no folder can be made there")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise RunError(f"{flag} {folder}: {base} is not writable; choose a folder you can write to")
+    return folder
+
+
 def check_out(out: str | os.PathLike) -> Path:
     """Refuse an --out that cannot take a new run, before anything is built or written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out}: is a file; give a folder for the run")
+    out = check_writable(out)
     if (out / CHECKPOINT).exists() or (out / METRICS).exists():
         raise RunError(f"{out} already holds a run; use --resume {out} to continue it, or "
                        "choose another --out")
@@ -158,10 +172,35 @@ def read_metrics(run_dir: str | os.PathLike) -> dict | None:
     path = Path(run_dir) / METRICS
     if not path.is_file():
         return None
-    metrics = read_json(path, "re-run `fmnist evaluate` or train again")
-    if not isinstance(metrics, dict):
-        raise RunError(f"{path}: must be a JSON object; re-run `fmnist evaluate` or train again")
+    metrics = read_json(path, "train again")
+    problem = _metrics_problem(metrics)
+    if problem:
+        raise RunError(f"{path}: {problem}; restore the file written by `fmnist train`")
     return metrics
+
+
+def _metrics_problem(m: Any) -> str | None:
+    """What is wrong with a metrics.json's content that its readers use, else None."""
+    if not isinstance(m, dict):
+        return "must be a JSON object"
+    names = m.get("class_names", [])
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        return "class_names must be a list of names"
+    cm = m.get("confusion")
+    if cm is not None and not (isinstance(cm, list) and cm and all(
+            isinstance(r, list) and len(r) == len(cm) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r) for r in cm)
+            and (not names or len(names) == len(cm))):
+        return "confusion must be a square table of counts, one row per class"
+    rows = m.get("per_class", [])
+    keys = ("precision", "recall", "f1", "support")
+    if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
+                                           and all(finite(r.get(k)) is not None for k in keys) for r in rows)):
+        return "per_class must be a list of {name, precision, recall, f1, support}"
+    for key in ("accuracy", "loss", "test_acc", "test_loss", "macro_f1", "train_seconds"):
+        if m.get(key) is not None and finite(m[key]) is None:
+            return f"{key} must be a number"
+    return None
 
 
 def save_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
