@@ -10,13 +10,15 @@ endif
 .PHONY: setup run test bench clean
 setup: $(VENV)/.installed
 
-# torch is pinned to 2.13.0 and installed first: on our machines it is a local CPU build,
-# and any other version would pull gigabytes of CUDA packages.
-$(VENV)/.installed: pyproject.toml
+# torch is held at 2.13.0 by constraints.txt in every install (extras whose packages ask
+# for torch included): on our machines it is a local CPU build, and any other version would
+# pull gigabytes of CUDA packages. Every optional extra is installed, so the tests run all.
+EXTRAS := test,ray
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt torch==2.13.0
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $@
 
 run: setup  ## train the default model, evaluate on the 10k test images, write runs/<time>-cnn/

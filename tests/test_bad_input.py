@@ -87,7 +87,7 @@ def test_a_huge_sparse_file_under_a_data_set_name(synthetic_source, tmp_path, ca
     line = one_error_line(capsys)
     assert "8,589,934,592 bytes" in line and FILENAMES["train_images"] in line
     assert main(["data", "info", "--data-dir", str(folder)]) == 1
-    assert "more than any data set file" in one_error_line(capsys)
+    assert "more than a data set file can hold" in one_error_line(capsys)
     with pytest.raises(IDXFormatError):
         read_idx(folder / FILENAMES["train_images"])
     assert time.perf_counter() - t0 < 10
@@ -257,7 +257,7 @@ def test_predict_with_only_bad_pictures_writes_nothing(toy, tmp_path, capsys):
     ("metrics.json", "{", "report", "not valid JSON"),
     ("predictions.csv", "index,label,pred,p0\n1,2\n", "plot", "rows must hold"),
     ("predictions.csv", "a,b\n", "plot", "header must be"),
-    ("config.json", "\xff\xfe", "evaluate", "not valid JSON"),
+    ("config.json", "\xff\xfe", "evaluate", "not UTF-8 text"),
 ])
 def test_hand_edited_run_files_are_named(toy, tmp_path, capsys, name, content, command, needle):
     run = toy_run(tmp_path)
@@ -404,3 +404,180 @@ def test_help_says_what_resume_does(capsys):
 
 def test_cap_on_idx_bytes_covers_the_largest_family_member():
     assert MAX_IDX_BYTES >= 814_255 * 28 * 28  # EMNIST's 814,255 images fit
+
+
+# ------------------------------------------------------------------ found in review
+def test_devices_pipes_and_huge_run_files_are_refused_before_reading(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    fifo = tmp_path / "f.idx"
+    os.mkfifo(fifo)
+    for images in ("/dev/zero", str(fifo)):  # /dev/zero reports size 0; a FIFO blocks forever
+        assert main(["predict", str(run.dir), "--images", images]) == 1
+        assert "is not a regular file" in one_error_line(capsys)
+    (run.dir / "history.jsonl").unlink()
+    (run.dir / "history.jsonl").symlink_to("/dev/zero")
+    assert main(["plot", str(run.dir)]) == 1
+    assert "history.jsonl: is not a regular file" in one_error_line(capsys)
+    (run.dir / "history.jsonl").unlink()
+    with open(run.dir / "metrics.json", "wb") as f:
+        f.truncate(20 << 30)  # sparse 20 GiB
+    assert main(["report", str(run.dir)]) == 1
+    assert "more than a run file can hold" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name, content, needle", [
+    ("config.json", "[" * 100000 + "]" * 100000, "not JSON we read"),
+    ("metrics.json", '{"accuracy": ' + "9" * 5000 + "}", "not JSON we read"),
+    ("history.jsonl", "\xff\xfe{}\n", "not UTF-8"),
+    ("predictions.csv", "index,label,pred,p0,p1\n0,7,0,0.5,0.5\n", "a label outside"),
+])
+def test_run_files_that_once_gave_tracebacks(toy, tmp_path, capsys, name, content, needle):
+    run = toy_run(tmp_path)
+    (run.dir / name).write_bytes(content.encode("latin-1"))
+    capsys.readouterr()
+    assert main(["plot" if name != "config.json" else "evaluate", str(run.dir)]) == 1
+    line = one_error_line(capsys)
+    assert name in line and needle in line, line
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda ck: {**ck, "history": [{"x": 1}]}, "history record"),
+    (lambda ck: {**ck, "step": "7"}, "step does not match"),
+    (lambda ck: {**ck, "best_acc": "x"}, "best_acc"),
+    (lambda ck: {**ck, "best_epoch": 99}, "best_epoch"),
+    (lambda ck: {**ck, "history": [{**r, "seconds": None} for r in ck["history"]]}, "history record"),
+])
+def test_a_checkpoints_loop_state_is_checked(toy, tmp_path, capsys, edit, needle):
+    import torch
+
+    run = toy_run(tmp_path, epochs=2)
+    path = run.dir / "checkpoint.pt"
+    torch.save(edit(runs.load_checkpoint(path)), path)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run.dir), "--no-plots", "--quiet"]) == 1
+    line = one_error_line(capsys)
+    assert "checkpoint.pt" in line and needle in line, line
+
+
+def test_a_compressed_checkpoint_is_refused_before_inflating(toy, tmp_path, capsys):
+    import zipfile
+
+    run = toy_run(tmp_path)
+    path = run.dir / "best.pt"
+    with zipfile.ZipFile(path) as z:
+        members = [(i, z.read(i)) for i in z.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:  # what a zip bomb needs
+        for info, data in members:
+            z.writestr(info.filename, data, compress_type=zipfile.ZIP_DEFLATED)
+    capsys.readouterr()
+    assert main(["evaluate", str(run.dir)]) == 1
+    assert "best.pt: refused: compressed" in one_error_line(capsys)
+
+
+def test_postscript_named_png_never_reaches_ghostscript(tmp_path):
+    (tmp_path / "evil.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    with pytest.raises(DataError, match="not an image Pillow can read"):
+        read_picture(tmp_path / "evil.png")
+
+
+def test_a_large_16_bit_picture(tmp_path):
+    big = np.asarray(Image.fromarray(garment()).resize((1600, 2400), Image.NEAREST)).astype(np.uint16) * 257
+    Image.fromarray(big).save(tmp_path / "big16.png")
+    assert close(read_picture(tmp_path / "big16.png"), reference())
+
+
+def test_a_rotated_phone_photo_is_turned_upright(tmp_path):
+    upright = Image.fromarray(garment()).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the camera was turned 90 degrees
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    assert close(read_picture(tmp_path / "phone.jpg"), reference())
+
+
+def test_an_empty_idx_file_is_named(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    write_idx(tmp_path / "empty.idx", np.zeros((0, 28, 28), np.uint8))
+    capsys.readouterr()
+    assert main(["predict", str(run.dir), "--images", str(tmp_path / "empty.idx")]) == 1
+    assert "empty.idx: holds no images" in one_error_line(capsys)
+
+
+def test_compare_flags_apply_to_every_optimizer_and_are_checked_first(toy, tmp_path, capsys):
+    base = ["compare", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs", "1",
+            "--threads", "1", "--seeds", "1", "--no-plots", "--quiet"]
+    out = tmp_path / "wd"
+    assert main([*base, "--optimizers", "msgd", "--weight-decay", "0.01", "--opt-arg", "beta=0.8",
+                 "--out", str(out)]) == 0
+    optim = runs.load_config(runs.member_dir(out, "msgd-lr0.1-seed0")).optim
+    assert optim.weight_decay == 0.01 and optim.kwargs == {"beta": 0.8}  # honoured, not dropped
+    for argv, needle in [
+        (["--optimizers", "adam", "--opt-arg", "momentum=0.5"], "adam"),  # not nesterov's check
+        (["--optimizers", "sgd", "--threads", "1000"], "threads=1000"),
+        (["--optimizers", "sgd", "--opt-arg", "lr=3"], "give lr with --lr"),
+        (["--optimizers", "sgd", "--seeds", "1000000000"], "seeds="),
+        (["--optimizers", "sgd", "--lr-grid", "--grid-points", "1000000000"], "grid_points="),
+    ]:
+        assert main([*base, *argv, "--out", str(tmp_path / "bad")]) == 1, argv
+        assert needle in one_error_line(capsys), argv
+        assert not (tmp_path / "bad" / "plan.json").exists(), argv  # nothing planned
+
+
+def test_tuple_model_arguments_resume(toy, tmp_path, capsys):
+    argv = ["compare", "--dataset", "toy", "--val-size", "100", "--model", "mlp2", "--model-arg",
+            "hidden=(32,16)", "--optimizers", "sgd", "--epochs", "1", "--seeds", "1", "--threads", "1",
+            "--no-plots", "--quiet", "--out", str(tmp_path / "c")]
+    assert main(argv) == 0
+    done = tmp_path / "c" / "runs" / "sgd-lr0.1-seed0" / "metrics.json"
+    before = done.stat().st_mtime_ns
+    assert main(argv) == 0  # the same command again: read back, not "other settings"
+    assert done.stat().st_mtime_ns == before
+
+
+def test_an_unwritable_cache_costs_speed_not_correctness(synthetic_source, tmp_path, monkeypatch, capsys):
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(a_file))  # the cache cannot be made
+    from fmnist.data import load
+
+    assert len(load(synthetic_source.source, "train", data_dir=synthetic_source.folder)) == 200
+
+
+def test_a_run_from_another_machine_finds_its_data_here(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    saved = json.loads((run.dir / "config.json").read_text())
+    saved["data"]["data_dir"] = "/home/alice/data"  # trained elsewhere
+    (run.dir / "config.json").write_text(json.dumps(saved))
+    capsys.readouterr()
+    assert main(["evaluate", str(run.dir)]) == 0  # found through $FMNIST_DATA instead
+    assert main(["evaluate", str(run.dir), "--data-dir", str(toy.folder)]) == 0
+
+
+def test_an_existing_folder_of_other_files_is_not_clobbered(toy, tmp_path, capsys):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"mine": 1}')
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs", "1",
+                 "--no-plots", "--quiet", "--out", str(other)]) == 1
+    assert "already holds" in one_error_line(capsys)
+    assert (other / "config.json").read_text() == '{"mine": 1}'
+
+
+def test_a_huge_integer_in_a_float_setting(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    text = (run.dir / "config.json").read_text().replace('"lr": 0.003', '"lr": 1' + "0" * 400)
+    (run.dir / "config.json").write_text(text)
+    assert main(["train", "--resume", str(run.dir), "--no-plots", "--quiet"]) == 1
+    assert "optim.lr" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("rows", [[{}], ["x"], [{"runs": [1]}], [{"runs": ["../../elsewhere"]}], "rows"])
+def test_a_hand_edited_summary_is_named(toy, tmp_path, capsys, rows):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs",
+                 "1", "--threads", "1", "--seeds", "1", "--optimizers", "sgd", "--no-plots", "--quiet",
+                 "--out", str(out)]) == 0
+    (out / "summary.json").write_text(json.dumps({"rows": rows}))
+    capsys.readouterr()
+    for command in ("report", "plot"):
+        assert main([command, str(out)]) == 1
+        assert "summary.json" in one_error_line(capsys)

@@ -177,6 +177,7 @@ def test_get_with_every_mirror_dead(tmp_path, capsys, monkeypatch):
 @pytest.mark.parametrize("argv", [
     ["data", "verify", "--dataset", "kmnist"],
     ["data", "show", "--per-class", "0"],
+    ["data", "show", "--per-class", "1000000000"],  # an 8 TiB mosaic
     ["data", "show", "--split", "val"],
     ["data"],
 ])

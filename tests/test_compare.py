@@ -31,8 +31,27 @@ def test_preset_matches_the_paper():
     p = PRESETS["dissecting-adam"]
     assert dict(p.optimizers) == {"msgd": 0.1, "adam": 1e-3, "mssd": 3e-4, "msvag": 0.3}
     assert p.base["model"]["name"] == "p1" and p.base["train"]["batch_size"] == 64
-    steps = p.base["train"]["epochs"] * (55000 // 64)
-    assert abs(steps - 6000) < 100  # the paper's budget of 6000 steps
+    assert p.base["train"]["steps"] == 6000  # the paper's budget of 6000 steps, exactly
+    plan = make_plan(preset="dissecting-adam")
+    base = plan.base
+    assert (base.data.scaling, base.data.val_size, base.data.augment, base.data.train_limit) == (
+        "unit", 0, False, None)  # pixels / 255, all 60,000 training images
+    assert (base.train.precision, base.train.eval_every, base.train.schedule, base.train.select,
+            base.train.eval_test, base.train.label_smoothing) == ("fp32", 600, "constant", "last", True, 0.0)
+    assert plan.seeds == tuple(range(10)) and plan.optimizers == p.optimizers
+    assert any("tunes nothing" in n for n in plan.notes())
+    tuned = make_plan(preset="dissecting-adam-tuned")
+    assert all(lr is None for _, lr in tuned.optimizers)  # every rate searched on validation
+    assert tuned.base.data.val_size == 5000 and tuned.base.data.scaling == "standard"
+
+
+def test_dry_run_prints_the_whole_plan(capsys, tmp_path):
+    assert main(["compare", "--preset", "dissecting-adam", "--dry-run", "--out", str(tmp_path / "c")]) == 0
+    out = capsys.readouterr().out
+    assert "tunes nothing" in out
+    settings = json.loads(out[out.index("{"):])
+    assert settings["base"]["train"]["steps"] == 6000 and settings["base"]["data"]["scaling"] == "unit"
+    assert settings["seeds"] == list(range(10)) and not (tmp_path / "c").exists()
 
 
 @pytest.mark.real_data
@@ -152,7 +171,8 @@ TOY = {"data": {"dataset": "toy", "val_size": 100}, "model": {"name": "logreg"},
 def test_python_and_cli_make_the_same_plan(toy, tmp_path, capsys):
     out = tmp_path / "cmp"
     assert main(toy_compare(out, "--optimizers", "sgd,adam:1e-3", "--seeds", "2", "--dry-run")) == 0
-    printed = json.loads(capsys.readouterr().out)
+    out_text = capsys.readouterr().out
+    printed = json.loads(out_text[out_text.index("{"):])  # after the plan's description
     plan = make_plan("sgd,adam:1e-3", seeds=2, overrides=TOY)
     assert printed == json.loads(json.dumps(plan.settings()))
     assert plan.base.train.schedule == "constant" and plan.base.data.augment is False
@@ -173,3 +193,27 @@ def test_compare_leaves_nothing_when_it_cannot_start(tmp_path, capsys):
 def test_compare_needs_optimizers(capsys):
     assert main(["compare", "--epochs", "1"]) == 1
     assert "--optimizers" in capsys.readouterr().err
+
+
+def test_a_plan_in_steps_without_validation_like_the_paper(toy, tmp_path, capsys):
+    """The preset's shape on toy data: no validation split, a step budget, the test set
+    scored every few steps, curves against steps, results ranked by test accuracy."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--dataset", "toy", "--val-size", "0", "--model", "logreg",
+                 "--optimizers", "sgd:0.5,adam:0.01", "--seeds", "2", "--steps", "24",
+                 "--eval-every", "8", "--batch-size", "50", "--threads", "1", "--scaling", "unit",
+                 "--precision", "fp32", "--eval-subset", "200", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "tunes nothing" in printed and "ranking by mean final test accuracy:" in printed
+    member = runs.member_dir(out, "adam-lr0.01-seed0")
+    assert [r["step"] for r in runs.load_history(member)] == [0, 8, 16, 24]
+    assert all(r["test_acc"] is not None for r in runs.load_history(member))
+    summary = runs.read_summary(out)
+    assert all(r["final_val_acc"] is None and r["test_acc"] > 0 for r in summary["rows"])
+    page = (out / "report.html").read_text()
+    assert "by final test accuracy" in page and "tunes nothing" in page
+    assert (out / "comparison_curves.png").stat().st_size > 1000
+    # a grid search needs a validation split
+    assert main(["compare", "--dataset", "toy", "--val-size", "0", "--optimizers", "sgd",
+                 "--lr-grid", "--out", str(tmp_path / "g")]) == 1
+    assert "validation split" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from .build import Parts, build, check
 from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
-from .device import set_threads
+from .device import set_threads, usable_cores
 from .errors import ConfigError, DataError, RunError, WriteError
 from .evaluate import probabilities
 from .fsutil import check_target
@@ -80,10 +80,19 @@ class Run:
                           self.facts.std, self.parts.device)
         return probabilities(self.model, data, batch_size, self.parts.autocast, self.config.train.tta)
 
-    def evaluate(self, split: str = "test") -> dict:
+    def evaluate(self, split: str = "test", data_dir: str | os.PathLike | None = None) -> dict:
         """metrics.json's dict for a split of the run's data set, scored afresh."""
-        part = load(self.config.data.dataset, split, data_dir=self.config.data.data_dir)
+        part = load(self.config.data.dataset, split, data_dir=data_folder(self.config, data_dir))
         return {"split": split, **M.summary(part.labels, self.predict(part.images), self.facts.class_names)}
+
+
+def data_folder(config: RunConfig, override: str | os.PathLike | None = None) -> str | None:
+    """Where a reader of a run finds its data set: `override`, else the folder the run was
+    trained from if it exists here, else the usual places (a run from another machine)."""
+    if override is not None:
+        return str(override)
+    saved = config.data.data_dir
+    return saved if saved is not None and Path(saved).is_dir() else None
 
 
 def _registry_facts(config: RunConfig, run_dir: Path) -> Facts:
@@ -124,7 +133,8 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     if not (run_dir / runs.CHECKPOINT).exists():
         runs.load_checkpoint(run_dir / runs.CHECKPOINT)  # the clear error, before data loads
     saved = runs.load_facts(run_dir)
-    set_threads(config.train.threads)
+    # a run trained with more threads than this machine has resumes on the cores it has
+    set_threads(min(config.train.threads, usable_cores()))
     parts = build(config)
     if saved is not None and _data_facts(saved) != _data_facts(parts.facts):
         raise RunError(f"{run_dir / runs.CONFIG}: its resolved classes, input scaling or model "
@@ -182,7 +192,9 @@ def finish(parts: Parts, history: list[dict], best_epoch: int | None, stopped_ea
     vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
     metrics.update({
         "test_acc": metrics["accuracy"], "test_loss": metrics["loss"], "diverged": False,
-        "weights": "best" if use_best else "last", "best_epoch": best_epoch,
+        "weights": "best" if use_best else "last",
+        "best_epoch": history[best_epoch]["epoch"] if best_epoch is not None else None,
+        "best_step": history[best_epoch]["step"] if best_epoch is not None else None,
         "epochs_run": history[-1]["epoch"], "steps": history[-1]["step"],
         "stopped_early": stopped_early, "train_seconds": history[-1]["seconds"],
         "val_acc": scored.get("val_acc"), "final_val_acc": history[-1].get("val_acc"),
@@ -235,7 +247,7 @@ class Prediction:
 
 
 def predict(run: Run, images: list[Path] | None = None, split: str = "test",
-            out: Path | None = None) -> Prediction:
+            out: Path | None = None, data_dir: str | os.PathLike | None = None) -> Prediction:
     """Predict a split of the run's data set, or IDX files and pictures; write the CSV."""
     what = images[0].name if images else split
     out = Path(out) if out else run.dir / f"predictions-{what}.csv"
@@ -249,7 +261,7 @@ def predict(run: Run, images: list[Path] | None = None, split: str = "test",
             raise DataError("; ".join(failures))
         labels = np.full(len(names), -1)
     else:
-        part = load(run.config.data.dataset, split, data_dir=run.config.data.data_dir)
+        part = load(run.config.data.dataset, split, data_dir=data_folder(run.config, data_dir))
         x, labels, names = part.images, part.labels, [""] * len(part.labels)
     probs = run.predict(x)
     path = runs.save_predictions(out.parent, labels, probs, name=out.name)
@@ -258,7 +270,7 @@ def predict(run: Run, images: list[Path] | None = None, split: str = "test",
     return Prediction(names, labels, probs, path, acc, run.facts.class_names, failures)
 
 
-def redraw(directory: str | os.PathLike) -> list[Path]:
+def redraw(directory: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """(Re)draw a run's or a comparison's figures from its files."""
     from .plots import draw_comparison, draw_run
 
@@ -269,7 +281,7 @@ def redraw(directory: str | os.PathLike) -> list[Path]:
         written = draw_comparison(directory)
     else:
         config = runs.load_config(directory)
-        test = load(config.data.dataset, "test", data_dir=config.data.data_dir)
+        test = load(config.data.dataset, "test", data_dir=data_folder(config, data_dir))
         written = draw_run(directory, test_images=test.images)
     if not written:
         raise RunError(f"{directory}: nothing to draw (no history.jsonl, metrics.json or runs/)")

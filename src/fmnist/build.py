@@ -16,7 +16,8 @@ import torch
 from .config import Facts, RunConfig
 from .data import get_source
 from .data.batches import Augment
-from .device import autocast_factory, resolve_device, resolve_precision, uses_convolutions
+from .device import (autocast_factory, check_threads, resolve_device, resolve_precision,
+                     uses_convolutions)
 from .models import build_model
 from .optim import build_optimizer
 from .prepare import TrainData, prepare_data
@@ -81,7 +82,8 @@ def build(config: RunConfig, *, data: bool = True, facts: Facts | None = None,
 def check(config: RunConfig) -> Facts:
     """Build model and optimizer once on the CPU from the registry's facts: unknown names,
     bad model keywords and impossible hyperparameters fail here, in well under a second,
-    before any data is loaded or downloaded."""
+    before any data is loaded or downloaded; so do more threads than this machine has."""
+    check_threads(config.train.threads)
     return build(config, data=False, device="cpu").facts
 
 
@@ -91,12 +93,17 @@ def _num_classes(config: RunConfig, prepared: TrainData | None) -> int:
 
 def _facts(config: RunConfig, prepared: TrainData | None, model_args: dict, augment: bool,
            precision: str) -> Facts:
+    scaling = config.data.scaling
     if prepared is not None:
         return Facts(len(prepared.class_names), tuple(prepared.class_names), prepared.mean,
                      prepared.std, model_args, augment, precision, len(prepared.train),
-                     len(prepared.val), len(prepared.test))
+                     len(prepared.val), len(prepared.test), scaling,
+                     max(len(prepared.train) // config.train.batch_size, 1))
     source = get_source(config.data.dataset)  # no data loaded: what the registry knows
-    mean = source.mean if source.mean is not None else math.nan
-    std = source.std if source.std is not None else math.nan
+    if scaling == "unit":
+        mean, std = 0.0, 1.0
+    else:
+        mean = source.mean if source.mean is not None else math.nan
+        std = source.std if source.std is not None else math.nan
     return Facts(source.num_classes, tuple(source.class_names), mean, std, model_args,
-                 augment, precision)
+                 augment, precision, scaling=scaling)

@@ -14,13 +14,7 @@ from pathlib import Path
 from . import __version__
 from .errors import ConfigError, FmnistError
 
-
-def _argv() -> list[str]:
-    return ["fmnist", *sys.argv[1:]]
-
-
-def _log(args):
-    return None if args.quiet else print
+READER_DATA_DIR = "the data set's folder (default: the run's, where it exists, else the usual places)"
 
 
 # ---------------------------------------------------------------- fmnist data ...
@@ -63,7 +57,7 @@ def _data_parser(sub) -> None:
     show = dsub.choices["show"]
     show.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG to write (default: %(default)s)")
     show.add_argument("--split", choices=("train", "test"), default="train")
-    show.add_argument("--per-class", type=int_at_least(1), default=10, help="images per class row (default: %(default)s)")
+    show.add_argument("--per-class", type=int_at_least(1, 100), default=10, help="images per class row (default: %(default)s)")
     show.add_argument("--seed", type=int_at_least(0), default=0, help="which samples (default: 0)")
 
 
@@ -81,7 +75,7 @@ def cmd_train(args) -> None:
     from .flags import overrides
     from .runs import load_config
 
-    given = overrides(args)
+    given, log = overrides(args), None if args.quiet else print
     if args.resume is not None:
         if given or args.out is not None:
             raise ConfigError("--resume continues a run with the settings saved in its "
@@ -89,15 +83,15 @@ def cmd_train(args) -> None:
         if args.dry_run:
             print(json.dumps(load_config(args.resume).to_dict(), indent=2))
             return
-        run = api.resume(args.resume, progress=not args.quiet, log=_log(args), plots=not args.no_plots)
+        run = api.resume(args.resume, progress=not args.quiet, log=log, plots=not args.no_plots)
     else:
         config = RunConfig().replace(**given)
         check(config)  # unknown names and bad keywords, before any data is loaded
         if args.dry_run:
             print(json.dumps(config.to_dict(), indent=2))
             return
-        run = api.train(config, out=args.out, root=args.runs_dir, progress=not args.quiet,
-                        log=_log(args), argv=_argv(), plots=not args.no_plots)
+        run = api.train(config, out=args.out, root=args.runs_dir, progress=not args.quiet, log=log,
+                        argv=["fmnist", *sys.argv[1:]], plots=not args.no_plots)
     print(run.headline())
 
 
@@ -106,13 +100,13 @@ def cmd_evaluate(args) -> None:
     from .metrics import format_summary
 
     run = open_run(args.run_dir, args.device)
-    print(format_summary(run.evaluate(args.split), f"{run.dir}: {args.split}"))
+    print(format_summary(run.evaluate(args.split, args.data_dir), f"{run.dir}: {args.split}"))
 
 
 def cmd_predict(args) -> None:
     from .api import open_run, predict
 
-    p = predict(open_run(args.run_dir, args.device), args.images, args.split, args.out)
+    p = predict(open_run(args.run_dir, args.device), args.images, args.split, args.out, args.data_dir)
     print(p.summary())
     if p.failures:  # the readable files were predicted; the others are named
         raise FmnistError(f"{len(p.failures)} of {len(args.images)} files not predicted: "
@@ -131,9 +125,8 @@ def _train_parser(sub) -> None:
     from .flags import add_config_flags
 
     p = _command(sub, "train", cmd_train, "train a model, evaluate it on the test split, write a run",
-                 description="Train on the training split (minus a validation split), keep the best "
-                 "weights by validation accuracy, score them on the test images, and write "
-                 "everything into a run directory.")
+                 description="Train on the training split minus a validation split, keep the best weights "
+                 "by validation accuracy, score them on the test images, write a run directory.")
     add_config_flags(p, RunConfig())
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, help="run directory (default: RUNS_DIR/<time>-<model>)")
@@ -146,6 +139,7 @@ def _train_parser(sub) -> None:
     for q in (e, pr):
         q.add_argument("run_dir", type=Path, metavar="RUN_DIR")
         q.add_argument("--device", choices=DEVICES, default="auto")
+        q.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
     e.add_argument("--split", choices=("test", "train"), default="test")
     src = pr.add_mutually_exclusive_group()
     src.add_argument("--split", choices=("test", "train"), default="test")
@@ -166,36 +160,35 @@ def _outputs(g, quiet: str, dry_run: str) -> None:
 def cmd_compare(args) -> None:
     import time
 
-    from .compare import PRESETS, format_table, make_plan, run_plan
+    from .compare import Execution, format_table, make_plan, run_plan
     from .flags import given, overrides
 
     plan = make_plan(**given(args, "compare."), overrides=overrides(args),
-                     extra={"command": " ".join(_argv())})
-    if plan.preset:
-        print(f"preset {plan.preset}: {PRESETS[plan.preset].description}")
+                     extra={"command": " ".join(["fmnist", *sys.argv[1:]])})
+    execution = Execution(**given(args, "exec."))
+    out = args.out or Path("comparisons") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.base.model.name}"
+    print(plan.describe() + ("" if args.dry_run else f" -> {out}"))
     if args.dry_run:
         print(json.dumps(plan.settings(), indent=2))
         return
-    out = args.out or Path("comparisons") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.base.model.name}"
-    print(f"comparing {', '.join(n for n, _ in plan.optimizers)} on {plan.base.model.name}, "
-          f"{len(plan.seeds)} seed(s), {plan.base.train.epochs} epoch(s) each -> {out}")
-    print(format_table(run_plan(plan, out, log=_log(args) or (lambda _m: None))["rows"]))
+    summary = run_plan(plan, out, log=None if args.quiet else print, execution=execution, progress=not args.quiet)
+    print(format_table(summary["rows"], summary["paper"]))
     if not args.no_plots:
-        args.directory, args.redraw = out, True
+        args.directory, args.redraw, args.data_dir = out, True, None
         cmd_report(args)
 
 
 def _compare_parser(sub) -> None:
-    from .compare import Options, protocol_base
+    from .compare import Execution, Options, protocol_base
     from .flags import add_config_flags, add_fields
 
     p = _command(sub, "compare", cmd_compare, "compare optimizers over several seeds (DeepOBS-style)",
-                 description="Train one model with several optimizers and seeds the DeepOBS way "
-                 "(README: Optimizers and comparing them). Each cell is an ordinary run directory; "
-                 "the same command continues an interrupted comparison (give --out). A --preset "
-                 "sets its own settings; flags given override them.")
+                 description="Train one model with several optimizers and seeds the DeepOBS way; "
+                 "each cell an ordinary run directory. The same command continues an interrupted "
+                 "comparison (give --out). Flags given override a --preset's settings.")
     g = p.add_argument_group("comparison")
     add_fields(g, Options, Options(), "compare.")
+    add_fields(p.add_argument_group("execution"), Execution, Execution(), "exec.")
     g.add_argument("--out", type=Path, help="comparison directory (default: comparisons/<time>-<model>)")
     _outputs(g, quiet="print only the table", dry_run="print the plan and exit")
     add_config_flags(p, protocol_base(), skip=frozenset(
@@ -207,7 +200,7 @@ def cmd_report(args) -> None:
     from .api import redraw
     from .report import write_report
 
-    written = redraw(args.directory) if args.command == "plot" or args.redraw else []
+    written = redraw(args.directory, args.data_dir) if args.command == "plot" or args.redraw else []
     if args.command != "plot":
         written.append(write_report(args.directory))
     for path in written:
@@ -219,6 +212,7 @@ def _plot_parsers(sub) -> None:
     r = _command(sub, "report", cmd_report, "write DIR/report.html: one self-contained page")
     for q in (p, r):
         q.add_argument("directory", type=Path, metavar="DIR", help="run or comparison directory")
+        q.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
     r.add_argument("--redraw", action="store_true", help="redraw the figures first")
 
 

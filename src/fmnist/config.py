@@ -19,6 +19,7 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 SELECTIONS = ("best", "last")
+SCALINGS = ("standard", "unit")
 
 
 def setting(default: Any = None, help: str = "", **meta: Any) -> Any:
@@ -62,9 +63,12 @@ class DataConfig:
     flip: bool = setting(True, "random horizontal flips when augmenting (garments are "
                          "left-right symmetric)")
     erase: float = setting(0.0, "random-erasing probability when augmenting")
+    scaling: str = setting("standard", "input scaling: standard (zero mean, unit std over the "
+                           "training pixels) or unit (pixels / 255, in [0, 1])", choices=SCALINGS)
 
     def __post_init__(self) -> None:
         _check_numbers(self)
+        _check(self.scaling in SCALINGS, "scaling", self.scaling, f"use one of {', '.join(SCALINGS)}")
         _check(self.val_size >= 0, "val_size", self.val_size, "must be >= 0")
         _check(self.train_limit is None or self.train_limit > self.val_size, "train_limit",
                self.train_limit, f"must exceed val_size={self.val_size}")
@@ -72,11 +76,27 @@ class DataConfig:
         _check(0.0 <= self.erase <= 1.0, "erase", self.erase, "must be a probability in [0, 1]")
 
 
+def _plain(value: Any, where: str) -> Any:
+    """A keyword argument as config.json will hold it (tuples become lists), so a config
+    read back equals the one written; anything JSON cannot carry is refused."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, str)) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    raise ConfigError(f"{where}: {value!r} is not a number, string, list or mapping")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = setting("cnn", "model name (see `fmnist models`)", flag="--model")
     kwargs: dict = setting(help="model keyword, repeatable: --model-arg dropout=0.1",
                            factory=dict, flag="--model-arg")
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
+        object.__setattr__(self, "kwargs", _plain(self.kwargs, "model kwargs"))
 
 
 @dataclass(frozen=True)
@@ -91,6 +111,11 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self)
+        _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
+        object.__setattr__(self, "kwargs", _plain(self.kwargs, "optimizer kwargs"))
+        for key in ("lr", "weight_decay"):
+            _check(key not in self.kwargs, "kwargs", self.kwargs, f"give {key} with --"
+                   f"{key.replace('_', '-')}, not --opt-arg")
         _check(self.lr is None or self.lr > 0, "lr", self.lr, "must be > 0")
         _check(self.weight_decay is None or self.weight_decay >= 0, "weight_decay",
                self.weight_decay, "must be >= 0")
@@ -107,6 +132,10 @@ class OptimConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(15, "passes over the training split")
+    steps: int | None = setting(None, "a budget of optimizer steps instead of --epochs (the "
+                                "data cycled epoch after epoch; none: --epochs decides)")
+    eval_every: int | None = setting(None, "evaluate and checkpoint every N steps (and at the "
+                                     "end; none: after every epoch)", metavar="N")
     batch_size: int = setting(256, "images per step")
     schedule: str = setting("onecycle", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = setting(2.5, "linear warm-up in epochs (onecycle, cosine)")
@@ -133,6 +162,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_numbers(self)
         _check(self.epochs >= 0, "epochs", self.epochs, "must be >= 0")
+        _check(self.steps is None or self.steps >= 1, "steps", self.steps, "must be >= 1")
+        _check(self.eval_every is None or self.eval_every >= 1, "eval_every", self.eval_every,
+               "must be >= 1")
         _check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule,
                f"use one of {', '.join(SCHEDULES)}")
@@ -221,6 +253,8 @@ def _check_type(part: type, name: str, value: Any, where: str) -> None:
     for alt in alternatives:
         ok = _TYPES.get(alt, ())
         if isinstance(value, ok) and not (alt != "bool" and isinstance(value, bool)):
+            if alt == "float" and isinstance(value, int) and not abs(value) < 2**1023:
+                raise ConfigError(f"{where}={value}: too large for a number")
             return
     raise ConfigError(f"{where}={value!r}: must be {' or '.join(alternatives)}")
 
@@ -234,13 +268,15 @@ class Facts:
     num_classes: int  # outputs of the model
     class_names: tuple[str, ...]  # index -> name
     mean: float  # input scaling: x = (pixels / 255 - mean) / std
-    std: float
+    std: float  # (scaling "unit": mean 0, std 1)
     model_args: dict  # every keyword the model factory was called with (num_classes too)
     augment: bool  # whether training batches were augmented (DataConfig.augment resolved)
     precision: str  # fp32 or bf16 (autocast) as trained
     train_size: int = 0  # images trained on, held out for validation, scored as test
     val_size: int = 0
     test_size: int = 0
+    scaling: str = "standard"  # DataConfig.scaling; mean and std say what it does
+    steps_per_epoch: int = 0  # optimizer steps in one pass over the training split
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -21,11 +21,23 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def usable_cores() -> int:
-    """Cores this process may run on (respects taskset/cgroups, unlike os.cpu_count())."""
+    """Cores this process may run on (respects taskset/cgroups, unlike os.cpu_count()), capped
+    by OMP_NUM_THREADS where set: how a comparison's workers (and Ray's tasks) get their share."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    share = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(share))) if share.isdigit() and int(share) > 0 else cores
+
+
+def check_threads(threads: int) -> int:
+    """`threads`, refused when more than the cores this process may use."""
+    cores = usable_cores()
+    if threads > cores:
+        raise ConfigError(f"threads={threads}: this process may use {cores} core(s); give "
+                          f"--threads {cores} or fewer (0 = all of them)")
+    return threads
 
 
 def set_threads(threads: int = 0) -> int:
@@ -33,11 +45,7 @@ def set_threads(threads: int = 0) -> int:
 
     More threads than cores only slows the math down and starves other processes (100,000
     crashed torch after seconds), so that is refused."""
-    cores = usable_cores()
-    if threads > cores:
-        raise ConfigError(f"threads={threads}: this process may use {cores} core(s); give "
-                          f"--threads {cores} or fewer (0 = all of them)")
-    n = threads or cores
+    n = check_threads(threads) or usable_cores()
     torch.set_num_threads(n)
     return n
 

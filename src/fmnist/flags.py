@@ -63,6 +63,8 @@ def add_fields(group, cls: type, defaults: Any, prefix: str, skip: frozenset[str
             kw.update(type=_number(int if "int" in kinds else float, "None" in kinds))
         elif f.name == "data_dir":  # absolute: config.json must find the data from anywhere
             kw.update(type=lambda s: str(Path(s).expanduser().resolve()))
+        if "nargs" in f.metadata:  # --ray [ADDRESS]: the flag alone means `const`
+            kw.update(nargs=f.metadata["nargs"], const=f.metadata.get("const"))
         if "action" not in kw and "choices" not in kw:
             kw["metavar"] = f.metadata.get("metavar") or f.name.upper()
         group.add_argument(flag, **kw)
@@ -109,14 +111,15 @@ def key_values(pairs: list[str], flag: str) -> dict:
     return out
 
 
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= low (else exit 2 with the reason)."""
+def int_at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in low..high (else exit 2 with the reason)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} must be >= {low}")
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{value} must be >= {low}" if high is None else
+                                             f"{value} must be in {low}..{high}")
         return value
     return parse

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator
@@ -50,6 +51,30 @@ def check_target(path: str | os.PathLike) -> Path:
     if path.exists() and not path.is_file():
         raise WriteError(f"{path}: is not a regular file; give a file name", path)
     return path
+
+
+def read_limited(path: str | os.PathLike, limit: int, what: str = "file") -> bytes:
+    """A regular file's bytes, at most `limit` of them: a device (/dev/zero reports size 0),
+    a pipe (blocks forever) or a huge or sparse file is refused before it is read."""
+    path = Path(path)
+    try:
+        st = os.stat(path)  # follows a symlink: what would be read
+        if stat.S_ISDIR(st.st_mode):
+            raise FmnistError(f"{path}: cannot read (a folder, not a {what})")
+        if not stat.S_ISREG(st.st_mode):
+            raise FmnistError(f"{path}: is not a regular file; give a {what}")
+        if st.st_size > limit:
+            raise FmnistError(f"{path}: {st.st_size:,} bytes, more than a {what} can hold "
+                              f"({limit:,})")
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except FileNotFoundError:
+        raise FmnistError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise FmnistError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > limit:  # grew while being read
+        raise FmnistError(f"{path}: more than a {what} can hold ({limit:,} bytes)")
+    return data
 
 
 def _umask() -> int:

@@ -39,8 +39,9 @@ class State:
     history: list[dict] = field(default_factory=list)  # one record per epoch, 0 = before training
     step: int = 0  # optimizer steps taken
     best_acc: float = -math.inf  # best validation accuracy so far
-    best_epoch: int | None = None  # its epoch (None: no validation yet)
-    bad_epochs: int = 0  # epochs since the best one
+    best_epoch: int | None = None  # index in history of the best record (= its epoch when
+    #                                 evaluating after every epoch); None: no validation yet
+    bad_epochs: int = 0  # evaluations since the best one
 
     def to_dict(self) -> dict:
         return {"history": self.history, "step": self.step, "best_acc": self.best_acc,
@@ -61,7 +62,7 @@ class Fit:
     """What a finished (or early-stopped) loop hands back."""
 
     history: list[dict]
-    best_epoch: int | None  # epoch of the best validation accuracy (None: no validation)
+    best_epoch: int | None  # history index of the best validation accuracy (None: no validation)
     stopped_early: bool
 
 
@@ -87,43 +88,68 @@ def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, secon
 def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Store | None = None,
         progress: bool = False, log: Log | None = None,
         on_epoch: Callable[[list[dict]], None] | None = None) -> Fit:
-    """Train `parts.model` for `tc.epochs`, continuing from `state` (a resumed run's)."""
+    """Train `parts.model` for `tc.epochs` (or `tc.steps`), continuing from `state` (a resumed
+    run's), evaluating and checkpointing after every epoch (or every `tc.eval_every` steps)."""
     from tqdm import tqdm
 
     log = log or (lambda _msg: None)
     model, opt, data, device = parts.model, parts.optimizer, parts.data, parts.device
     peak_lrs = [g["lr"] for g in opt.param_groups]
     steps_per_epoch = max(len(data.train) // tc.batch_size, 1)
-    total_steps = steps_per_epoch * tc.epochs
+    total_steps = tc.steps if tc.steps is not None else steps_per_epoch * tc.epochs
+    epochs = math.ceil(total_steps / steps_per_epoch)
     warmup_steps = round(tc.warmup_epochs * steps_per_epoch)
     has_val = len(data.val) > 0
     s = state or State()
+    clock = {"seconds": s.history[-1]["seconds"] if s.history else 0.0, "t0": time.perf_counter()}
+    sums = {"loss": torch.zeros((), device=device), "correct": torch.zeros((), device=device), "n": 0}
 
-    def save() -> None:
-        if store is not None:
+    def record(batch_loss: float | None, lr: float | None = None) -> None:
+        """Score, keep the best weights by validation accuracy (never the test set), checkpoint."""
+        clock["seconds"] += time.perf_counter() - clock["t0"]  # training time, not scoring
+        epoch = s.step / steps_per_epoch  # fractional between epochs (eval_every)
+        r = score(parts, tc, int(epoch) if epoch.is_integer() else round(epoch, 4), s.step,
+                  opt.param_groups[0]["lr"] if lr is None else lr, clock["seconds"], batch_loss)
+        s.history.append(r)
+        log(_epoch_line(r, epochs))
+        if s.step > 0 and has_val and r["val_acc"] > s.best_acc:
+            s.best_acc, s.best_epoch, s.bad_epochs = r["val_acc"], len(s.history) - 1, 0
+            if store is not None and tc.select == "best":
+                store.best(parts, len(s.history) - 1)
+        elif s.step > 0 and has_val:
+            s.bad_epochs += 1
+        if store is not None:  # checkpoint
             store.checkpoint(parts, s)
+        if on_epoch is not None and s.step > 0:
+            on_epoch(s.history)
+        clock["t0"] = time.perf_counter()
+
+    def patience_out() -> bool:
+        return tc.patience is not None and s.bad_epochs >= tc.patience
 
     if not s.history:  # evaluate before the first step
-        lr0 = peak_lrs[0] * lr_factor(tc.schedule, 0, total_steps, warmup_steps)
-        s.history.append(score(parts, tc, 0, 0, lr0, 0.0, None))
-        log(_epoch_line(s.history[-1], tc.epochs))
-        save()
+        record(None, peak_lrs[0] * lr_factor(tc.schedule, 0, total_steps, warmup_steps))
 
     stopped_early = False
-    for epoch in range(s.history[-1]["epoch"] + 1, tc.epochs + 1):
-        if tc.patience is not None and s.bad_epochs >= tc.patience:
-            stopped_early = True  # checked here too, for a resumed run that had stopped
-            log(f"early stop: no better validation accuracy for {tc.patience} epochs")
+    skip = s.step % steps_per_epoch  # resumed mid-epoch (eval_every): batches already trained
+    for epoch in range(s.step // steps_per_epoch + 1, epochs + 1):
+        if patience_out():  # early stopping; checked here too, for a resumed run that had stopped
+            stopped_early = True
+            log(f"early stop: no better validation accuracy for {tc.patience} evaluations")
             break
-        torch.manual_seed(epoch_seed(tc.seed, epoch))  # dropout
+        # dropout's draws: seeded per epoch, or where a resumed run picks up mid-epoch
+        torch.manual_seed(step_seed(tc.seed, s.step) if skip else epoch_seed(tc.seed, epoch))
         gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))  # order, augmentation
         model.train()
-        seconds, t0 = s.history[-1]["seconds"], time.perf_counter()
-        loss_sum, correct, n_seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-        bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}/{tc.epochs}", leave=False,
-                   disable=not progress, unit="step", dynamic_ncols=True)
-        for x, y in data.train.batches(tc.batch_size, shuffle=True, generator=gen,
-                                       augment=parts.augment, drop_last=True):
+        bar = tqdm(total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
+                   desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress, unit="step",
+                   dynamic_ncols=True)
+        for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
+                                                      augment=parts.augment, drop_last=True)):
+            if i < skip:  # the same order and augmentation draws as the run that was cut short
+                continue
+            if s.step >= total_steps:
+                break
             factor = lr_factor(tc.schedule, s.step, total_steps, warmup_steps)
             for group, peak in zip(opt.param_groups, peak_lrs):
                 group["lr"] = peak * factor
@@ -145,33 +171,41 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             # step
             opt.step()
             s.step += 1
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()  # of augmented training batches
-            n_seen += len(y)
+            sums["loss"] += loss.detach() * len(y)
+            sums["correct"] += (logits.detach().argmax(1) == y).sum()  # of augmented batches
+            sums["n"] += len(y)
             bar.update()
             if s.step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
-                bar.set_postfix(loss=f"{loss_sum.item() / n_seen:.4f}",
-                                acc=f"{100 * correct.item() / n_seen:.1f}%",
+                bar.set_postfix(loss=f"{sums['loss'].item() / sums['n']:.4f}",
+                                acc=f"{100 * sums['correct'].item() / sums['n']:.1f}%",
                                 lr=f"{factor * peak_lrs[0]:.2g}")
+            # evaluate every eval_every steps: a paper's protocol in steps, not epochs
+            if tc.eval_every and (s.step % tc.eval_every == 0 or s.step == total_steps):
+                record(_mean_loss(sums))
+                torch.manual_seed(step_seed(tc.seed, s.step))  # as a run resumed here will
+                model.train()
+                if patience_out():
+                    break
         bar.close()
-        seconds += time.perf_counter() - t0
-        # evaluate
-        record = score(parts, tc, epoch, s.step, opt.param_groups[0]["lr"], seconds,
-                       loss_sum.item() / max(n_seen, 1))
-        s.history.append(record)
-        log(_epoch_line(record, tc.epochs))
-        # keep the best weights by validation accuracy (never the test set)
-        if has_val and record["val_acc"] > s.best_acc:
-            s.best_acc, s.best_epoch, s.bad_epochs = record["val_acc"], epoch, 0
-            if store is not None and tc.select == "best":
-                store.best(parts, epoch)
-        elif has_val:
-            s.bad_epochs += 1
-        # checkpoint
-        save()
-        if on_epoch is not None:
-            on_epoch(s.history)
+        skip = 0
+        if not tc.eval_every:  # evaluate after the epoch
+            record(_mean_loss(sums))
+        if s.step >= total_steps:
+            break
     return Fit(s.history, s.best_epoch, stopped_early)
+
+
+def _mean_loss(sums: dict) -> float:
+    """The mean training loss since the last record; resets the sums."""
+    mean = sums["loss"].item() / max(sums["n"], 1)
+    sums["loss"].zero_(), sums["correct"].zero_()
+    sums["n"] = 0
+    return mean
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The dropout seed of a run picking up at `step` (eval_every): distinct from epoch seeds."""
+    return (seed * 1_000_003 + step) * 7 + 3
 
 
 def _epoch_line(r: dict, epochs: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Sequence
 
 from . import runs
 from .errors import RunError
-from .fsutil import atomic_write_text
+from .fsutil import atomic_write_text, read_limited
 from .metrics import macro_average, summarise_runs
 
 CSS = """
@@ -53,7 +53,7 @@ def _image(path: Path, alt: str, source: str) -> str:
     """The PNG as a data: URI, or a note naming the missing file and what draws it."""
     if not path.is_file():
         return _note(f"{path.name} is missing (it is drawn from {source}).")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    data = base64.b64encode(read_limited(path, 64 << 20, "PNG figure")).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
 
 
@@ -139,18 +139,23 @@ def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
                            _pct(r["test_acc"], r["test_acc_std"]),
                            "n/a" if r["seconds"] is None else f"{r['seconds']:.1f}"])
         if r["final_val_acc"] is not None and (best is None or r["final_val_acc"] > best["final_val_acc"]):
-            best = r  # ranked on validation, never on test
+            best = r  # ranked on validation, never on test, where there is a validation split
     if rows:
         n = sum(r["seeds"] for r in rows)
         top = (f"; best by validation accuracy: <b>{_e(best['label'])}</b>, val <b>"
                f"{_pct(best['final_val_acc'], best['final_val_acc_std'])}</b>, test "
                f"{_pct(best['test_acc'], best['test_acc_std'])}") if best else ""
+        ranked = sorted((r for r in rows if r["test_acc"] is not None), key=lambda r: -r["test_acc"])
+        if not best and ranked:  # a plan that tunes nothing: its results are test figures
+            top = "; by final test accuracy (every rate fixed, nothing chosen on it): " + " &gt; ".join(
+                f"<b>{_e(r['label'])}</b> {_pct(r['test_acc'], r['test_acc_std'])}" for r in ranked)
         headline = f'<p class="headline">{n} runs in {len(rows)} settings{top}</p>'
         table = _table(["optimizer", "lr", "lr chosen by", "seeds (not diverged / all)",
                         "final val acc (mean \u00b1 std)", "test acc (mean \u00b1 std)",
                         "seconds of training per run (median)"], table_rows) \
             + _note("Mean and sample std over the seeds that did not diverge; test accuracy "
-                    "of the final weights. Every seed is an ordinary run directory in runs/.")
+                    "of the final weights. Every seed is an ordinary run directory in runs/. "
+                    + " ".join((summary or {}).get("notes", [])))
     else:
         headline = _note("No finished member runs in this comparison yet.")
         table = _note("Nothing to summarise.")

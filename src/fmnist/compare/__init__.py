@@ -5,14 +5,16 @@
 
 A comparison is a folder of ordinary run directories (runs/comparison.py), one per cell
 (optimizer, learning rate, seed), plus plan.json and summary.json. plan.py decides what
-runs (torch-free, so `fmnist compare --help` is instant); run.py runs it.
+runs (torch-free, so `fmnist compare --help` is instant); run.py runs it, execute.py decides
+where each cell runs (this process, N worker processes, or Ray tasks).
 """
 from importlib import import_module
 
+from .execute import Execution, Failure, run_cells
 from .plan import PRESETS, PROTOCOL, Cell, Options, Plan, Preset, lr_grid, make_plan, parse_optimizers, protocol_base
 
-_RUN = ("choose_lr", "format_table", "run_cell", "run_plan")
-__all__ = ["PRESETS", "PROTOCOL", "Cell", "Options", "Plan", "Preset", "lr_grid", "make_plan", "parse_optimizers",
+_RUN = ("format_table", "run_cell", "run_plan")
+__all__ = ["PRESETS", "PROTOCOL", "Cell", "Execution", "Failure", "Options", "Plan", "run_cells", "Preset", "lr_grid", "make_plan", "parse_optimizers",
            "protocol_base", *_RUN]
 
 

@@ -19,27 +19,48 @@ from ..errors import ConfigError
 
 # DeepOBS: plain cross-entropy, constant learning rates, no augmentation; the final weights
 # are scored (an optimizer is judged by where it ends, not by a checkpoint picked for it)
-PROTOCOL = {"data": {"augment": False},
+PROTOCOL = {"data": {"augment": False}, "optim": {"weight_decay": None},
             "train": {"schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0,
                       "select": "last", "eval_test": True}}
+
+
+MAX_SEEDS, MAX_GRID = 1000, 100  # beyond these a plan is a typo, not an experiment
 
 
 @dataclass(frozen=True)
 class Preset:
     description: str
     base: dict  # RunConfig parts, applied over the protocol
-    optimizers: tuple[tuple[str, float], ...]  # (name, tuned lr)
+    optimizers: tuple[tuple[str, float | None], ...]  # (name, tuned lr; None: grid search)
     seeds: int = 3
+    lr_grid: bool = False  # search each rate on the validation split (log grid)
+    paper: dict = field(default_factory=dict)  # optimizer -> the paper's final test accuracy
 
+
+# Balles & Hennig (2018), Fashion-MNIST, problem P1: network P1, inputs in [0, 1], all
+# 60,000 training images, fp32, 6,000 steps of batch 64, constant rates, beta 0.9, 10 seeds,
+# test loss and accuracy every 600 steps
+PAPER = {"model": {"name": "p1"},
+         "data": {"augment": False, "scaling": "unit", "val_size": 0},
+         "train": {"steps": 6000, "eval_every": 600, "batch_size": 64, "precision": "fp32",
+                   "schedule": "constant", "warmup_epochs": 0.0, "label_smoothing": 0.0}}
 
 PRESETS = {
     "dissecting-adam": Preset(
-        "Balles & Hennig 2018, Fashion-MNIST: network P1, batch 64, constant learning "
-        "rates, beta 0.9; 7 epochs of 859 steps = 6,013 steps (the paper: 6,000)",
-        {"model": {"name": "p1"}, "data": {"augment": False},
-         "train": {"epochs": 7, "batch_size": 64, "schedule": "constant", "warmup_epochs": 0,
-                   "label_smoothing": 0.0}},
-        (("msgd", 0.1), ("adam", 1e-3), ("mssd", 3e-4), ("msvag", 0.3))),
+        "Balles & Hennig 2018, Fashion-MNIST (P1): the paper's experiment. Network P1, pixels "
+        "/ 255, all 60,000 training images (the preset tunes nothing, so no validation split), "
+        "fp32, 6,000 steps of batch 64, the paper's constant rates, beta 0.9, 10 seeds, the "
+        "test set scored every 600 steps", PAPER,
+        (("msgd", 0.1), ("adam", 1e-3), ("mssd", 3e-4), ("msvag", 0.3)), seeds=10,
+        # read off the paper's figure at 6,000 steps (final test accuracy)
+        paper={"adam": 0.918, "mssd": 0.915, "msvag": 0.910, "msgd": 0.908}),
+    "dissecting-adam-tuned": Preset(
+        "P1 for 6,000 steps of batch 64 as in the paper, but with our standard inputs (zero "
+        "mean, unit std) and each rate re-tuned on a 5,000-image validation split (a log grid "
+        "around the optimizer's default, first seed): what a user of today's defaults "
+        "should pick", {**PAPER, "data": {"augment": False, "scaling": "standard", "val_size": 5000},
+                        "train": {**PAPER["train"], "precision": "auto"}},
+        (("msgd", None), ("adam", None), ("mssd", None), ("msvag", None)), seeds=3, lr_grid=True),
 }
 
 
@@ -60,8 +81,10 @@ class Cell:
         return f"{self.optimizer}-lr{self.lr:g}-seed{self.seed}"
 
     def config(self, base: RunConfig) -> RunConfig:
-        return base.replace(optim={"name": self.optimizer, "lr": self.lr, "weight_decay": None},
-                            train={"seed": self.seed})
+        """The cell's run: the base with this optimizer, rate and seed (a --weight-decay and
+        --opt-arg given for the comparison apply to every optimizer that takes them)."""
+        return base.replace(optim={"name": self.optimizer, "lr": self.lr,
+                                   "weight_decay": base.optim.weight_decay}, train={"seed": self.seed})
 
 
 @dataclass(frozen=True)
@@ -78,13 +101,13 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.optimizers:
             raise ConfigError("optimizers: name at least one, e.g. --optimizers sgd,adam")
-        if not self.seeds:
-            raise ConfigError("seeds: must be at least 1")
-        if self.grid_points < 1:
-            raise ConfigError(f"grid_points={self.grid_points}: must be >= 1")
-        if self.base.data.val_size <= 0:
-            raise ConfigError("val_size: a comparison scores a validation split; give "
-                              "--val-size > 0")
+        if not 1 <= len(self.seeds) <= MAX_SEEDS:
+            raise ConfigError(f"seeds: between 1 and {MAX_SEEDS}")
+        if not 1 <= self.grid_points <= MAX_GRID:
+            raise ConfigError(f"grid_points={self.grid_points}: must be in 1..{MAX_GRID}")
+        if self.base.data.val_size <= 0 and any(lr is None for _, lr in self.optimizers):
+            raise ConfigError("val_size: a grid search chooses rates on a validation split; "
+                              "give --val-size > 0")
         for name, lr in self.optimizers:
             _default_lr(name)  # an unknown name fails here, listing the known ones
             if lr is not None and not (math.isfinite(lr) and lr > 0):
@@ -95,6 +118,25 @@ class Plan:
         default = _default_lr(optimizer)
         return [Cell(optimizer, lr, self.seeds[0])
                 for lr in lr_grid(default, self.grid_points, self.grid_span)]
+
+    def notes(self) -> list[str]:
+        """What a reader of the results should know about how they were obtained."""
+        out = []
+        if self.base.data.val_size == 0:
+            out.append("no validation split: this plan tunes nothing (every rate is fixed), "
+                       "so every training image trains, and results are final test figures")
+        if self.preset and PRESETS[self.preset].paper:
+            out.append("paper: the final test accuracy read off Balles & Hennig's figure")
+        return out
+
+    def describe(self) -> str:
+        """What the command line prints before it starts: the preset, the notes, the cells."""
+        t = self.base.train
+        budget = f"{t.steps:,} steps" if t.steps else f"{t.epochs} epoch(s)"
+        return "\n".join(([f"preset {self.preset}: {PRESETS[self.preset].description}"]
+                          if self.preset else []) + self.notes() + [
+            f"comparing {', '.join(n for n, _ in self.optimizers)} on {self.base.model.name}, "
+            f"{len(self.seeds)} seed(s), {budget} each"])
 
     def settings(self) -> dict[str, Any]:
         """What plan.json records; a folder of other settings is refused (command aside)."""
@@ -165,6 +207,7 @@ def make_plan(optimizers: str | Sequence[tuple[str, float | None]] | None = None
                               "--optimizers msgd,adam:1e-3,msvag (or use --preset)")
         optimizers = PRESETS[preset].optimizers
         given: dict = {}  # with --lr-grid, a preset's rates are searched afresh
+        lr_grid = lr_grid or PRESETS[preset].lr_grid
     else:
         given = {n: lr for n, lr in optimizers if lr is not None}
     if lr_grid:  # search every learning rate that was not given explicitly
@@ -173,7 +216,7 @@ def make_plan(optimizers: str | Sequence[tuple[str, float | None]] | None = None
         chosen = tuple((n, lr if lr is not None else _default_lr(n))
                        for n, lr in optimizers)
     n_seeds = seeds if seeds is not None else (PRESETS[preset].seeds if preset else 3)
-    if n_seeds < 1:
-        raise ConfigError(f"seeds={n_seeds}: must be >= 1")
+    if not 1 <= n_seeds <= MAX_SEEDS:
+        raise ConfigError(f"seeds={n_seeds}: must be in 1..{MAX_SEEDS}")
     return Plan(base, chosen, tuple(range(n_seeds)), grid_points=grid_points, preset=preset,
                 keep_checkpoints=keep_checkpoints, extra=extra or {})

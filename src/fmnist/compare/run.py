@@ -13,10 +13,11 @@ from typing import Callable
 from .. import runs
 from ..api import resume, train
 from ..build import build, check
-from ..errors import ConfigError
+from ..errors import ConfigError, FmnistError
 from ..loop import TrainingDiverged
 from ..metrics import summarise_runs
-from .plan import Cell, Plan
+from .execute import Execution, Failure, run_cells
+from .plan import PRESETS, Cell, Plan
 
 Log = Callable[[str], None]
 
@@ -43,66 +44,95 @@ def run_cell(plan: Plan, cell: Cell, out: Path, log: Log) -> dict:
     if not plan.keep_checkpoints:
         runs.RunStore(cell_dir).remove_checkpoints()
     record = runs.read_member(cell_dir)
+    val = record["final_val_acc"]
     state = ("DIVERGED" if record["diverged"] else
-             f"val {100 * record['final_val_acc']:.2f}% test {100 * record['test_acc']:.2f}%")
+             (f"val {100 * val:.2f}% " if val is not None else "") + f"test {100 * record['test_acc']:.2f}%")
     log(f"  {cell.name}: {state} ({record['seconds'] or 0:.0f}s)")
     return record
 
 
-def choose_lr(plan: Plan, optimizer: str, out: Path, log: Log) -> float:
-    """Grid search on the first seed: the lr with the best final validation accuracy."""
-    cells = plan.grid(optimizer)
-    log(f"{optimizer}: grid search over lr {', '.join(f'{c.lr:g}' for c in cells)} "
-        f"(seed {plan.seeds[0]})")
-    tried = [run_cell(plan, c, out, log) for c in cells]
-    ok = [r for r in tried if not r["diverged"]]
+def _chosen_lr(optimizer: str, records: list[dict]) -> float:
+    """The grid's rate with the best final validation accuracy (ties: the smaller rate)."""
+    ok = [r for r in records if not r["diverged"]]
     if not ok:
         raise ConfigError(f"{optimizer}: every learning rate of the grid diverged; give one "
                           f"with --optimizers {optimizer}:LR")
     return max(ok, key=lambda r: (r["final_val_acc"], -r["lr"]))["lr"]
 
 
-def run_plan(plan: Plan, out: str | Path, log: Log = print) -> dict:
-    """Run every cell of `plan` into `out`; returns (and writes) summary.json's content."""
-    out = Path(out)
+def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
+             execution: Execution = Execution(), progress: bool = False) -> dict:
+    """Run every cell of `plan` into `out`; returns (and writes) summary.json's content.
+
+    Two waves of independent cells: the grid searches of every optimizer whose rate is not
+    given, then every seed at the chosen rates (the grid's cell at the chosen rate is also the
+    first seed's). Cells whose worker failed are named at the end, after the rest finished."""
+    out, log = Path(out), log or (lambda _m: None)
     settings = plan.settings()
     saved = runs.read_plan(out)
+    if saved is not None and not any(runs.member_dir(out, "").glob("*")):
+        saved = None  # nothing ran yet: a corrected command may plan the folder afresh
     if saved is not None and {k: saved.get(k) for k in settings} != settings:
         differs = next(k for k in settings if saved.get(k) != settings[k])
         raise ConfigError(f"{out}: was run with other settings ({differs} differs); give a new "
                           "--out for this comparison (or delete that folder)")
     runs.check_writable(out)
     if saved is None:
-        check(plan.base)  # unknown names, then missing data, fail before the folder is made
+        # every optimizer's cell (its keywords, --opt-arg), then the data, before the folder
+        for name, lr in plan.optimizers:
+            check(Cell(name, lr or plan.grid(name)[0].lr, plan.seeds[0]).config(plan.base))
         build(plan.base, optimizer=False)
         runs.save_plan(out, {**settings, **plan.extra})
-    chosen_by, records = {}, []
-    for optimizer, lr in plan.optimizers:
-        chosen_by[optimizer] = "fixed"
-        if lr is None:  # the grid's cell at the chosen lr is also the first seed's cell
-            lr, chosen_by[optimizer] = choose_lr(plan, optimizer, out, log), "grid search (validation accuracy)"
-        log(f"{optimizer} lr={lr:g} ({chosen_by[optimizer]}): {len(plan.seeds)} seeds")
-        records += [run_cell(plan, Cell(optimizer, lr, s), out, log) for s in plan.seeds]
-    rows = [{**row, "lr_chosen_by": chosen_by[row["optimizer"]]} for row in summarise_runs(records)]
-    summary = {"rows": rows, "test_acc": "final weights on the official test split; "
-               "nothing was chosen on it"}
+    searched = [name for name, lr in plan.optimizers if lr is None]
+    grid = [c for name in searched for c in plan.grid(name)]
+    if grid:
+        log(f"grid search: {', '.join(searched)} over {plan.grid_points} rates each (seed "
+            f"{plan.seeds[0]}, final validation accuracy)")
+    done = run_cells(plan, grid, out, log, execution, progress)
+    _raise_failures(done)
+    chosen = {name: (lr, "fixed") if lr is not None else
+              (_chosen_lr(name, [done[c.name] for c in plan.grid(name)]),
+               "grid search (validation accuracy)") for name, lr in plan.optimizers}
+    for name, (lr, how) in chosen.items():
+        log(f"{name} lr={lr:g} ({how}): {len(plan.seeds)} seeds")
+    cells = [Cell(name, chosen[name][0], s) for name, _ in plan.optimizers for s in plan.seeds]
+    done.update(run_cells(plan, [c for c in cells if c.name not in done], out, log, execution, progress))
+    _raise_failures(done)
+    records = [done[c.name] for c in cells]
+    rows = [{**row, "lr_chosen_by": chosen[row["optimizer"]][1]} for row in summarise_runs(records)]
+    summary = {"rows": rows, "notes": plan.notes(),
+               "paper": PRESETS[plan.preset].paper if plan.preset else {},
+               "test_acc": "final weights on the official test split; nothing was chosen on it"}
     runs.save_summary(out, summary)
     return summary
 
 
-def format_table(rows: list[dict]) -> str:
-    def pm(mean, std):
-        return "      -       " if mean is None else f"{100 * mean:6.2f} ± {100 * std:4.2f}"
+def _raise_failures(done: dict) -> None:
+    failed = [r for r in done.values() if isinstance(r, Failure)]
+    if failed:
+        raise FmnistError(f"{len(failed)} cell(s) failed: " + "; ".join(f"{f.name}: {f.why}" for f in failed)
+                          + "; the others are done: run the same command again to retry these")
+
+
+def format_table(rows: list[dict], paper: dict | None = None) -> str:
+    """The summary rows as a table; `paper`: optimizer -> the paper's final test accuracy."""
+    def pm(mean, std, scale=100.0):
+        return "      -       " if mean is None else f"{scale * mean:6.2f} ± {scale * std:4.2f}"
 
     head = (f"{'optimizer':<10} {'lr':>8}  {'final val acc %':>15}  {'best val acc %':>15}  "
-            f"{'test acc %':>15}  {'diverged':>8}  {'s/run':>6}")
+            f"{'test acc %':>15}  {'test loss':>15}  {'diverged':>8}  {'s/run':>6}"
+            + ("  paper %" if paper else ""))
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['optimizer']:<10} {r['lr']:>8.3g}  {pm(r['final_val_acc'], r['final_val_acc_std']):>15}"
                      f"  {pm(r['best_val_acc'], r['best_val_acc_std']):>15}  "
-                     f"{pm(r['test_acc'], r['test_acc_std']):>15}  {r['diverged']:>8}  "
-                     f"{r['seconds'] or 0:>6.0f}")
-    lines.append("test acc: the final weights on the 10k test images (mean ± std over seeds); "
+                     f"{pm(r['test_acc'], r['test_acc_std']):>15}  "
+                     f"{pm(r['test_loss'], r['test_loss_std'], 1.0):>15}  {r['diverged']:>8}  "
+                     f"{r['seconds'] or 0:>6.0f}"
+                     + (f"  {100 * paper[r['optimizer']]:7.1f}" if paper and r["optimizer"] in paper else ""))
+    ranked = sorted((r for r in rows if r["test_acc"] is not None), key=lambda r: -r["test_acc"])
+    lines.append("ranking by mean final test accuracy: " + " > ".join(r["optimizer"] for r in ranked))
+    lines.append("test: the final weights on the 10k test images (mean ± std over seeds); "
                  "learning rates were never chosen on it.")
     return "\n".join(lines)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, FmnistError
 from ..fsutil import atomic_open, atomic_write_json
 from .fetch import cache_dir, locate, verify_file
 from .idx import parse_idx
@@ -92,8 +92,8 @@ def _write_cache(source: DataSource, split: str, key: dict, images, labels) -> N
             with atomic_open(path) as f:
                 np.save(f, array)
         atomic_write_json(key_json, key)  # written last: it vouches for the two arrays
-    except OSError:
-        pass  # a read-only cache costs speed, not correctness
+    except (OSError, FmnistError):
+        pass  # a read-only or full cache costs speed, not correctness
 
 
 def load(name: str | DataSource = "fashion-mnist", split: str = "train", *,

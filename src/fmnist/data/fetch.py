@@ -170,7 +170,12 @@ def download(source: str | DataSource, dest_dir: str | os.PathLike, *,
     """Download the four files into `dest_dir`, trying each mirror `retries` times."""
     source = get_source(source)
     dest_dir = Path(dest_dir)
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataNotFoundError(f"{dest_dir}: cannot make the folder to download into "
+                                f"({exc.strerror or exc}); point --data-dir or FMNIST_DATA at "
+                                "the data set's files") from None
     mirrors = source.mirrors if mirrors is None else mirrors
     paths: dict[str, Path] = {}
     for role in ROLES:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import IDXFormatError
-from ..fsutil import atomic_write_bytes
+from ..errors import FmnistError, IDXFormatError
+from ..fsutil import atomic_write_bytes, read_limited
 
 # type byte -> big-endian numpy dtype
 IDX_DTYPES: dict[int, np.dtype] = {
@@ -106,18 +106,12 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def read_bytes(path: str | os.PathLike, limit: int = MAX_IDX_BYTES) -> bytes:
     """A file's bytes, refusing one larger than any IDX file we read before reading it (a
-    huge or sparse file under a data set's name would otherwise fill the memory)."""
-    path = Path(path)
+    huge or sparse file under a data set's name would otherwise fill the memory), and a
+    device or pipe (/dev/zero, a FIFO) that would be read forever."""
     try:
-        size = path.stat().st_size
-        if size > limit:
-            raise IDXFormatError(f"{path}: {size:,} bytes, more than any data set file we read "
-                                 f"({limit:,}); not an IDX file of 28x28 images")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise IDXFormatError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise IDXFormatError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return read_limited(path, limit, "data set file")
+    except FmnistError as exc:
+        raise IDXFormatError(str(exc)) from None
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:

@@ -47,6 +47,7 @@ def prepare(grey: np.ndarray, invert: bool | None = None) -> np.ndarray:
 # 1.8 GB and seconds; a decompression bomb far more). 64 MP is more than a phone camera's.
 MAX_PIXELS = 64_000_000
 WORK_EDGE = 1024  # pictures are shrunk to about this (longest edge) as early as possible
+FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF", "PPM")
 
 
 def read_picture(path: str | os.PathLike, invert: bool | None = None) -> np.ndarray:
@@ -56,13 +57,15 @@ def read_picture(path: str | os.PathLike, invert: bool | None = None) -> np.ndar
     mode) and shrunk right after decoding, so a photo costs milliseconds, not seconds."""
     import warnings
 
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            # by content, but only formats that are pictures: an EPS named .png would
+            # otherwise reach Ghostscript
+            with Image.open(path, formats=FORMATS) as img:
                 w, h = img.size
                 if w * h > MAX_PIXELS or w < 1 or h < 1:
                     raise DataError(f"{path}: {w} x {h} pixels; pictures up to {MAX_PIXELS:,} "
@@ -71,7 +74,7 @@ def read_picture(path: str | os.PathLike, invert: bool | None = None) -> np.ndar
                 if img.mode in ("RGB", "L", "CMYK", "YCbCr"):
                     img.draft("L" if img.mode == "L" else "RGB", (WORK_EDGE, WORK_EDGE))
                 img.load()
-                grey = _grey(_shrink(img))
+                grey = _grey(_shrink(ImageOps.exif_transpose(img)))  # a phone's rotation
     except DataError:
         raise
     except FileNotFoundError:
@@ -91,9 +94,16 @@ def _shrink(img):
     factor = max(img.size) // WORK_EDGE
     if factor < 2:
         return img
-    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F", "I;16"):
+    if img.mode.startswith("I;16"):  # reduce takes no 16-bit mode: to 8 bits first (65535: white)
+        from PIL import Image
+        return Image.fromarray(_to_8bit(img), "L").reduce(factor)
+    if img.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
         img = img.convert("RGBA")
     return img.reduce(factor)
+
+
+def _to_8bit(img) -> np.ndarray:
+    return np.round(np.asarray(img, dtype=np.float32) / 257.0).astype(np.uint8)
 
 
 def _grey(img) -> np.ndarray:
@@ -102,7 +112,7 @@ def _grey(img) -> np.ndarray:
     from PIL import Image
 
     if img.mode.startswith("I;16"):  # 16-bit: 65535 is white
-        return np.round(np.asarray(img, dtype=np.float64) / 257.0).astype(np.uint8)
+        return _to_8bit(img)
     if img.mode in ("I", "F"):
         x = np.asarray(img, dtype=np.float64)
         x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
@@ -138,6 +148,8 @@ def read_images(paths: list[Path]) -> tuple[np.ndarray, list[str], list[str]]:
                 if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
                     raise DataError(f"{path}: holds {images.dtype} {images.shape}; predict wants "
                                     "uint8 images of shape (N, 28, 28), or a picture (PNG, JPEG)")
+                if len(images) == 0:
+                    raise DataError(f"{path}: holds no images")
         except DataError as exc:
             failures.append(str(exc))
             continue

@@ -38,16 +38,17 @@ def _legend_label(group: dict[str, Any]) -> str:
     return f"{group['label']}, {seeds}" + (f", {d} diverged (excluded)" if d else "")
 
 
-def _mean_band(runs: Sequence[dict[str, Any]], key: str):
-    """(epochs, mean, min, max) over runs of history[key]; epochs where no run recorded it dropped."""
-    epochs = sorted({r.get("epoch", i) for run in runs for i, r in enumerate(run.get("history") or [])})
+def _mean_band(runs: Sequence[dict[str, Any]], key: str, x: str = "epoch"):
+    """(xs, mean, min, max) over runs of history[key] against history[x] (epoch or step);
+    points where no run recorded it dropped."""
+    epochs = sorted({r.get(x, i) for run in runs for i, r in enumerate(run.get("history") or [])})
     col = {e: j for j, e in enumerate(epochs)}
     table = np.full((len(runs), len(epochs)), np.nan)  # (runs, epochs)
     for k, run in enumerate(runs):
         history = run.get("history") or []
         values = series(history, key)
         for i, r in enumerate(history):
-            table[k, col[r.get("epoch", i)]] = values[i]
+            table[k, col[r.get(x, i)]] = values[i]
     seen = np.isfinite(table).any(axis=0)
     table, x = table[:, seen], np.array(epochs, dtype=float)[seen]
     if x.size == 0:
@@ -60,22 +61,23 @@ def _mean_band(runs: Sequence[dict[str, Any]], key: str):
     return x, mean, lo, hi
 
 
-def _zoom_late(ax, drawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> str:
+def _zoom_late(ax, drawn: list[tuple[np.ndarray, np.ndarray, np.ndarray]], unit: str = "epoch") -> str:
     """Zoom the y axis on the second half of training, where optimizers differ by a point or two
     (on the full 10..95% range their curves lie on top of each other); returns a title note."""
-    start = max(x.max() for x, _, _ in drawn) / 2
-    late = [v for x, lo, hi in drawn for v in (*lo[x >= start], *hi[x >= start])]
+    start = max(xs.max() for xs, _, _ in drawn) / 2
+    late = [v for xs, lo, hi in drawn for v in (*lo[xs >= start], *hi[xs >= start])]
     if not late or start < 1:
         return ""
     pad = max(0.5, 0.15 * (max(late) - min(late)))
     ax.set_ylim(max(0.0, min(late) - pad), min(100.0, max(late)) + pad)
-    return f" (y zoomed on epochs ≥ {math.ceil(start)})"
+    return f" (y zoomed on {unit}s ≥ {math.ceil(start):,})"
 
 
 def comparison_curves(runs: Sequence[dict[str, Any]],
-                      metrics: Sequence[str] = ("test_acc", "val_acc", "train_loss")) -> Figure:
-    """One panel per metric against epoch, one colour per (optimizer, lr): the mean over seeds as
-    a line, min..max over seeds as a band. Loss axes are logarithmic.
+                      metrics: Sequence[str] = ("test_acc", "val_acc", "train_loss"),
+                      x: str = "epoch") -> Figure:
+    """One panel per metric against `x` (epoch or step), one colour per (optimizer, lr): the
+    mean over seeds as a line, min..max over seeds as a band. Loss axes are logarithmic.
 
     Size: 4.8 * len(metrics) x (4.4 + 0.3 * ceil(settings / 3)) inches.
     """
@@ -87,21 +89,21 @@ def comparison_curves(runs: Sequence[dict[str, Any]],
     for ax, key in zip(axes, metrics):
         scale, title, drawn = (100.0 if key.endswith("_acc") else 1.0), TITLES.get(key, key), []
         for i, group in enumerate(groups):
-            x, mean, lo, hi = _mean_band(group["ok"], key)
-            if x.size == 0:
+            xs, mean, lo, hi = _mean_band(group["ok"], key, x)
+            if xs.size == 0:
                 continue
-            drawn.append((x, scale * lo, scale * hi))
-            ax.plot(x, scale * mean, lw=1.8, marker="o" if x.size < 15 else None, ms=3, **_style(i))
+            drawn.append((xs, scale * lo, scale * hi))
+            ax.plot(xs, scale * mean, lw=1.8, marker="o" if xs.size < 15 else None, ms=3, **_style(i))
             if len(group["ok"]) > 1:
-                ax.fill_between(x, scale * lo, scale * hi, color=_style(i)["color"], alpha=0.18, lw=0)
+                ax.fill_between(xs, scale * lo, scale * hi, color=_style(i)["color"], alpha=0.18, lw=0)
         if not drawn:
             ax.text(0.5, 0.5, f"{key} not recorded", transform=ax.transAxes, ha="center", va="center", color="#666666")
         elif key.endswith("_loss"):
             log_y(ax)  # losses fall over decades; the differences at the end matter most
         elif key.endswith("_acc"):
-            title += _zoom_late(ax, drawn)
+            title += _zoom_late(ax, drawn, x)
         ax.set_title(title, fontsize=11)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(x)
         ax.set_ylabel(TITLES.get(key, key).split()[-1] + (" (%)" if key.endswith("_acc") else ""))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, color=GRID, lw=0.8, which="major")
@@ -165,5 +167,10 @@ def draw_comparison(comp_dir: str | os.PathLike) -> list[Path]:
     runs = R.read_members(comp_dir)
     if not runs:
         return []
-    return [save_figure(comparison_curves(runs), Path(comp_dir, "comparison_curves.png")),
+    base = (R.read_plan(Path(comp_dir)) or {}).get("base") or {}
+    train, data = base.get("train") or {}, base.get("data") or {}
+    x = "step" if train.get("eval_every") else "epoch"  # a protocol in steps is drawn in steps
+    metrics = (("test_loss", "test_acc", "train_loss") if data.get("val_size") == 0  # the paper's
+               else ("test_acc", "val_acc", "train_loss"))
+    return [save_figure(comparison_curves(runs, metrics, x), Path(comp_dir, "comparison_curves.png")),
             save_figure(final_accuracy_bars(runs), Path(comp_dir, "comparison_final.png"))]

@@ -246,6 +246,9 @@ def draw_run(run_dir: str | os.PathLike, test_images: np.ndarray | None = None) 
         known = labels >= 0  # label -1: an image without a true label, e.g. the user's own photo
         if known.any():
             names = metrics.get("class_names") or [str(c) for c in range(probs.shape[1])]
+            if len(names) != probs.shape[1]:
+                raise RunError(f"{run_dir / runs.PREDICTIONS}: {probs.shape[1]} classes, but "
+                               f"metrics.json names {len(names)}; train again")
             images = test_images[index[known]]  # (N, 28, 28), in the order of the csv rows
             labels, probs = labels[known], probs[known]
             written.append(save_figure(predictions_panel(images, probs, labels, names), run_dir / "predictions.png"))

@@ -8,6 +8,7 @@ execute whatever the file's pickle says).
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import warnings
 from pathlib import Path
@@ -34,6 +35,7 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not path.exists():
         raise RunError(f"{path}: no checkpoint; the run did not finish an epoch yet, "
                        "or this is not a run directory")
+    _check_archive(path)
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols: we refuse them
             warnings.simplefilter("ignore")
@@ -51,6 +53,32 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: not a checkpoint written by this version of fmnist")
     return payload
+
+
+MAX_CHECKPOINT = 2 << 30  # 100 M parameters (the model cap) with Adam's two moments: 1.2 GB
+
+
+def _check_archive(path: Path) -> None:
+    """torch.save writes an uncompressed zip; one with compressed records (a zip bomb that
+    inflates a 1 MB file to gigabytes) or larger than any model we build is refused."""
+    import zipfile
+
+    try:
+        size = path.stat().st_size
+        if not path.is_file() or size > MAX_CHECKPOINT:
+            raise RunError(f"{path}: not a checkpoint we read ({size:,} bytes, or not a file)")
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                infos = z.infolist()
+        else:
+            return  # the legacy format: read by the safe unpickler, bounded by the file size
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise RunError(f"{path}: unreadable checkpoint ({type(exc).__name__}); use the other "
+                       "checkpoint or train again") from None
+    if any(i.compress_type != zipfile.ZIP_STORED for i in infos) or \
+            sum(i.file_size for i in infos) > MAX_CHECKPOINT:
+        raise RunError(f"{path}: refused: compressed or oversized records (torch.save writes "
+                       "neither); use a checkpoint written by `fmnist train`")
 
 
 def load_weights(model: torch.nn.Module, payload: dict, model_name: str, path: Path) -> None:
@@ -101,11 +129,37 @@ class RunStore:
         except (KeyError, ValueError, TypeError, RuntimeError) as exc:
             raise RunError(f"{path}: incomplete or damaged checkpoint ({type(exc).__name__}); "
                            "train again") from None
-        if not isinstance(state["history"], list) or not state["history"]:
-            raise RunError(f"{path}: holds no history; train again")
+        problem = _state_problem(state)
+        if problem:
+            raise RunError(f"{path}: {problem}; use a checkpoint written by `fmnist train`")
         return state
 
     def remove_checkpoints(self) -> None:
         """A comparison keeps its members' numbers, not their 13 MB of weights each."""
         for name in (CHECKPOINT, BEST):
             (self.dir / name).unlink(missing_ok=True)
+
+
+def _state_problem(state: dict) -> str | None:
+    """What is wrong with a checkpoint's loop state, else None (a hand-edited file)."""
+    history = state["history"]
+    if not isinstance(history, list) or not history:
+        return "holds no history"
+
+    def number(v, kind=(int, float)) -> bool:
+        return isinstance(v, kind) and not isinstance(v, bool) and math.isfinite(v)
+
+    for r in history:
+        if not (isinstance(r, dict) and number(r.get("epoch")) and number(r.get("step"), int)
+                and number(r.get("seconds"))):
+            return "a history record without a numeric epoch, step and seconds"
+    if not number(state["step"], int) or state["step"] != history[-1]["step"]:
+        return "its step does not match its history"
+    if not (isinstance(state["best_acc"], (int, float)) and not isinstance(state["best_acc"], bool)):
+        return "best_acc is not a number"
+    best = state["best_epoch"]
+    if best is not None and not (number(best, int) and 0 <= best < len(history)):
+        return "best_epoch is not a record of its history"
+    if not (number(state["bad_epochs"], int) and state["bad_epochs"] >= 0):
+        return "bad_epochs is not a count"
+    return None

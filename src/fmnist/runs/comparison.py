@@ -46,9 +46,28 @@ def read_summary(directory: Path) -> dict | None:
     if not path.is_file():
         return None
     summary = read_json(path, "run the same `fmnist compare` again to recompute it")
-    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
-        raise RunError(f"{path}: not a comparison summary; run the same `fmnist compare` again")
+    problem = _summary_problem(summary)
+    if problem:
+        raise RunError(f"{path}: {problem}; run the same `fmnist compare` again to recompute it")
     return summary
+
+
+ROW_KEYS = {"optimizer": str, "seeds": int, "diverged": int, "label": str, "runs": list}
+
+
+def _summary_problem(summary: Any) -> str | None:
+    if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list):
+        return "not a comparison summary"
+    for row in summary["rows"]:
+        if not isinstance(row, dict) or any(not isinstance(row.get(k), t) for k, t in ROW_KEYS.items()):
+            return "a row without its optimizer, label, seeds, diverged count and member runs"
+        if any(not isinstance(n, str) or Path(n).name != n or n in ("", ".", "..") for n in row["runs"]):
+            return "a member run that is not a folder of runs/"  # never a path out of it
+        for key in ("lr", "seconds", "final_val_acc", "final_val_acc_std", "test_acc", "test_acc_std"):
+            v = row.get(key)
+            if v is not None and finite(v) is None:
+                return f"{key} is not a number"
+    return None
 
 
 def member_dir(directory: Path, name: str) -> Path:

@@ -6,6 +6,7 @@ files; every reader checks what it reads and names the file and the fix when it 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -18,8 +19,8 @@ import numpy as np
 
 from .. import __version__
 from ..config import Facts, RunConfig
-from ..errors import ConfigError, RunError
-from ..fsutil import atomic_write_json, atomic_write_text
+from ..errors import ConfigError, FmnistError, RunError
+from ..fsutil import atomic_write_json, atomic_write_text, read_limited
 
 CONFIG, HISTORY, METRICS, PREDICTIONS = "config.json", "history.jsonl", "metrics.json", "predictions.csv"
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
@@ -29,12 +30,17 @@ def new_run_dir(root: str | os.PathLike, model: str) -> Path:
     """A fresh runs/<YYYYmmdd-HHMMSS>-<model>/ (suffixed -2, -3 ... if taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{model}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    _mkdir(path)
-    return path
+    _mkdir(Path(root))
+    for k in range(1, 1000):
+        path = base if k == 1 else base.with_name(f"{base.name}-{k}")
+        try:
+            path.mkdir()  # exist_ok=False: two runs started in the same second get two folders
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"{path}: cannot create the run directory ({exc.strerror})") from None
+    raise RunError(f"{base}: 999 runs of this name in one second; give --out")
 
 
 def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
@@ -56,9 +62,9 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
 def check_out(out: str | os.PathLike) -> Path:
     """Refuse an --out that cannot take a new run, before anything is built or written."""
     out = check_writable(out)
-    if (out / CHECKPOINT).exists() or (out / METRICS).exists():
-        raise RunError(f"{out} already holds a run; use --resume {out} to continue it, or "
-                       "choose another --out")
+    if any((out / name).exists() for name in (CHECKPOINT, METRICS, CONFIG, HISTORY)):
+        raise RunError(f"{out} already holds a run (or another tool's files); use --resume "
+                       f"{out} to continue a run, or choose another --out")
     return out
 
 
@@ -77,13 +83,31 @@ def _mkdir(path: Path) -> None:
         raise RunError(f"{path}: cannot create the run directory ({exc.strerror})") from None
 
 
-def read_json(path: Path, fix: str = "restore it or run again") -> Any:
+# no run file is larger: a history of 100,000 evaluations, 10,000 predictions of 1,000
+# classes; a bigger one (or a device, a pipe) is refused before it is read
+MAX_RUN_FILE = 256 << 20
+
+
+def read_text(path: Path, fix: str) -> str:
+    """A run file's text, bounded, as UTF-8; every way it can be unreadable named."""
+    if not Path(path).exists():
+        raise RunError(f"{path}: missing; {fix}")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunError(f"{path}: missing; {fix}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({getattr(exc, 'msg', exc)}); {fix}") from None
+        return read_limited(path, MAX_RUN_FILE, "run file").decode("utf-8")
+    except FmnistError as exc:
+        raise RunError(f"{exc}; {fix}") from None
+    except UnicodeDecodeError:
+        raise RunError(f"{path}: not UTF-8 text; {fix}") from None
+
+
+def read_json(path: Path, fix: str = "restore it or run again") -> Any:
+    text = read_text(path, fix)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{path}: not valid JSON ({exc.msg}); {fix}") from None
+    except (ValueError, RecursionError) as exc:  # 5,000-digit numbers, nesting 100,000 deep
+        raise RunError(f"{path}: not JSON we read ({type(exc).__name__}); {fix}") from None
 
 
 # --- config.json: the settings, the resolved facts and the command line ---------------
@@ -137,9 +161,9 @@ def save_history(run_dir: Path, history: list[dict]) -> Path:
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """history.jsonl as records sorted by epoch, the last one kept where a resumed run repeats
-    an epoch; a torn last line (the trainer mid-append) is ignored."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    """history.jsonl as records sorted by step (else epoch), the last one kept where a resumed
+    run repeats one; a torn last line (the trainer mid-append) is ignored."""
+    lines = read_text(Path(path), "restore it or train again").splitlines()
     by_epoch: dict[Any, dict[str, Any]] = {}
     for n, line in enumerate(lines):
         if not line.strip():
@@ -150,9 +174,13 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
             if n == len(lines) - 1:
                 break
             raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); fix or delete that line") from None
-        if not isinstance(record, dict) or not isinstance(record.get("epoch", n), int):
+        except (ValueError, RecursionError):
+            raise RunError(f"{path}: line {n + 1} is not JSON we read; fix or delete that line") from None
+        # keyed by step (evaluations every N steps fall between epochs), else by epoch
+        key = record.get("step", record.get("epoch", n)) if isinstance(record, dict) else None
+        if not isinstance(key, (int, float)) or isinstance(key, bool) or finite(key) is None:
             raise RunError(f"{path}: line {n + 1} is not an epoch record; fix or delete that line")
-        by_epoch[record.get("epoch", n)] = record
+        by_epoch[key] = record
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
@@ -218,8 +246,10 @@ def save_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
 
 def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """predictions.csv -> (index (N,) int, label (N,) int, probs (N, C) float)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
+    try:
+        rows = list(csv.reader(io.StringIO(read_text(Path(path), "train again"), newline="")))
+    except csv.Error as exc:
+        raise RunError(f"{path}: not a CSV we read ({exc})") from None
     header = rows[0] if rows else []
     if header[:3] != ["index", "label", "pred"] or not header[3:] \
             or header[3:] != [f"p{c}" for c in range(len(header) - 3)]:
@@ -230,7 +260,11 @@ def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
         raise RunError(f"{path}: rows must hold {len(header)} numbers each") from None
     if not np.isfinite(table).all():
         raise RunError(f"{path}: holds a value that is not a finite number")
-    return table[:, 0].astype(np.int64), table[:, 1].astype(np.int64), table[:, 3:]
+    k = table.shape[1] - 3
+    labels = table[:, 1]
+    if ((labels < -1) | (labels >= k) | (labels != np.round(labels))).any() or (table[:, 0] < 0).any():
+        raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; train again")
+    return table[:, 0].astype(np.int64), labels.astype(np.int64), table[:, 3:]
 
 
 def finite(value: Any) -> float | None:
