@@ -6,6 +6,7 @@ here from the formulas, in float64, sharing no code with the implementation.
 from __future__ import annotations
 
 import io
+import pickle
 
 import numpy as np
 import pytest
@@ -13,19 +14,24 @@ import torch
 
 from fmnist.errors import ConfigError, UnknownNameError
 from fmnist.optim import (
-    MSGD, MSSD, MSVAG, OPTIMIZERS, SSD, SVAG,
+    MSGD, MSSD, MSVAG, OPTIMIZERS, RHO_MAX, SSD, SVAG,
     OptimizerSpec, build_optimizer, optimizer_table, register_optimizer,
 )
 
 OURS = ["msgd", "mssd", "msvag", "ssd", "svag"]
 SHAPES = [(3, 4), (5,)]  # two parameters, each in its own group
 STEPS = 50
+# The cap on rho_t of the reference implementation's current version (lballes/msvag);
+# its first version capped at 0.999. Written here, not imported, so that the NumPy
+# equations below stay independent of the code they check.
+RHO_CAP = 0.9999
 
 
 # --- the paper's equations in NumPy, one step at a time --------------------------------
 
 
-def np_step(name: str, theta, g, st: dict, lr: float, beta: float, weight_decay: float):
+def np_step(name: str, theta, g, st: dict, lr: float, beta: float, weight_decay: float,
+            cap: float = RHO_CAP):
     """theta after one step of optimizer `name` on gradient g; st holds m~, v~ and t."""
     st["t"] = t = st.get("t", 0) + 1
     st["m"] = beta * st.get("m", 0.0) + (1 - beta) * g  # m~_t
@@ -33,7 +39,7 @@ def np_step(name: str, theta, g, st: dict, lr: float, beta: float, weight_decay:
     m = st["m"] / (1 - beta**t)
     v = st["v"] / (1 - beta**t)
     rho = (1 - beta) ** 2 * (1 - beta ** (2 * t)) / ((1 - beta**t) ** 2 * (1 - beta**2))
-    rho = min(rho, 0.999)  # the documented cap: rho_1 = 1
+    rho = min(rho, cap)  # the documented cap: rho_1 = 1
     s = (v - m**2) / (1 - rho)
     with np.errstate(divide="ignore", invalid="ignore"):
         gamma_m = np.nan_to_num(np.clip(m**2 / (m**2 + rho * s), 0, 1), nan=0.0)
@@ -74,11 +80,11 @@ def make_params(seed: int = 1) -> list[torch.Tensor]:
 GROUPS = [dict(lr=0.1, beta=0.9, weight_decay=0.0), dict(lr=0.03, beta=0.7, weight_decay=0.05)]
 
 
-def torch_groups(name: str, params: list[torch.Tensor]) -> list[dict]:
+def torch_groups(name: str, params: list[torch.Tensor], groups: list[dict] = GROUPS) -> list[dict]:
     takes_beta = "beta" in OPTIMIZERS.get(name).defaults
     return [
         {"params": [p], **{k: v for k, v in hp.items() if k != "beta" or takes_beta}}
-        for p, hp in zip(params, GROUPS)
+        for p, hp in zip(params, groups)
     ]
 
 
@@ -89,20 +95,111 @@ def run(opt: torch.optim.Optimizer, params: list[torch.Tensor], steps) -> None:
         opt.step()
 
 
+# beta = 0: rho_t = 1 at every t, and v = m^2, so the cap's value cancels (M-SVAG is SGD);
+# beta = 1e-5: rho_t stays near 1 - 2 beta, above the cap, which decides every step
+CAP_GROUPS = [dict(lr=0.1, beta=0.0, weight_decay=0.0),
+              dict(lr=0.03, beta=1e-5, weight_decay=0.05)]
+
+
+def np_run(name: str, params: list[np.ndarray], steps, groups, cap: float = RHO_CAP):
+    """The NumPy thetas after each step: a list over steps of a list over parameters."""
+    thetas, states, out = [p.copy() for p in params], [{} for _ in params], []
+    for grads in steps:
+        thetas = [np_step(name, th, g, st, **hp, cap=cap)
+                  for th, g, st, hp in zip(thetas, grads, states, groups)]
+        out.append(thetas)
+    return out
+
+
 @pytest.mark.parametrize("name", OURS)
-def test_matches_numpy_equations(name):
+@pytest.mark.parametrize("groups", [GROUPS, CAP_GROUPS], ids=["betas", "cap"])
+@pytest.mark.parametrize("layout", ["whole", "blocks", "transposed", "mixed"])
+def test_matches_numpy_equations(name, groups, layout, monkeypatch):
+    # whole: each tensor in one block; blocks: in blocks of 5 elements (the (3, 4)
+    # parameter in three); transposed: parameter, gradient and state all stored
+    # transposed, in blocks of 5 too; mixed: the gradient stored otherwise than the
+    # parameter, so that the update runs on whole tensors
+    if layout in ("blocks", "transposed"):
+        monkeypatch.setattr("fmnist.optim._base.BLOCK", 5)
     steps = gradient_sequence()
     params = make_params()
-    opt = build_optimizer(name, torch_groups(name, params))
-    thetas = [p.numpy().copy() for p in params]
-    states = [{} for _ in params]
-    for t, grads in enumerate(steps):
-        run(opt, params, [grads])
-        for i, (g, hp) in enumerate(zip(grads, GROUPS)):
-            thetas[i] = np_step(name, thetas[i], g, states[i], **hp)
+    expected = np_run(name, [p.numpy() for p in params], steps, groups)
+    if layout in ("transposed", "mixed"):
+        params = [p.t().contiguous().t() for p in params]
+        assert not params[0].is_contiguous()
+    opt = build_optimizer(name, torch_groups(name, params, groups))
+    for t, (grads, thetas) in enumerate(zip(steps, expected)):
+        for p, g in zip(params, grads):
+            p.grad = torch.from_numpy(g.copy())
+            if layout == "transposed":
+                p.grad = p.grad.t().contiguous().t()
+        opt.step()
+        for p, theta in zip(params, thetas):
             np.testing.assert_allclose(
-                params[i].numpy(), thetas[i], rtol=0, atol=1e-6, err_msg=f"step {t + 1}"
+                p.numpy(), theta, rtol=0, atol=1e-6, err_msg=f"step {t + 1}"
             )
+
+
+@pytest.mark.parametrize("name", ["msvag", "svag"])
+def test_the_cap_on_rho_decides_the_steps_for_tiny_beta(name):
+    # the test above checks against RHO_CAP; that check would miss a wrong cap only if
+    # the cap did not matter, so: it does, by far more than the tolerance, at beta 1e-5
+    assert RHO_MAX == RHO_CAP
+    steps = gradient_sequence()
+    params = [p.numpy() for p in make_params()]
+    ours = np_run(name, params, steps, CAP_GROUPS)[-1]
+    first_version = np_run(name, params, steps, CAP_GROUPS, cap=0.999)[-1]
+    assert np.abs(ours[1] - first_version[1]).max() > 1e-3
+    np.testing.assert_array_equal(ours[0], first_version[0])  # beta = 0: no matter
+
+
+@pytest.mark.parametrize("name", ["msvag", "svag"])
+def test_gamma_is_zero_where_its_denominator_is_not_positive(name):
+    # v~ < m~^2 cannot happen in exact arithmetic (v >= m^2); a state loaded with it puts
+    # the denominator below 0 (at t = 2, beta 0.9: rho = 0.50, k > 1), where gamma is 0
+    p = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = build_optimizer(name, [p])
+    p.grad = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    opt.step()
+    moved = p.detach().clone()
+    opt.state[p]["exp_avg_sq"][0] = 0.0  # coordinate 0: v~ = 0 < m~^2
+    p.grad = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # 2: m = v = 0, 0 / 0
+    opt.step()
+    assert p[0] == moved[0] and p[2] == moved[2] == 0.0
+    assert p[1] < moved[1]  # and the normal coordinate moves on
+
+
+def test_gamma_is_zero_where_its_denominator_is_exactly_zero():
+    # beta just above 1/3, at large t: rho = 1/2 exactly, so m^2 + rho s = m^2 - m^2 = 0
+    # for v~ = 0 with m~ != 0: x / 0, which must give gamma 0, not 1
+    beta, t = 0.33333333333333337, 10_001
+    rho = (1 - beta) ** 2 * (1 - beta ** (2 * t)) / ((1 - beta**t) ** 2 * (1 - beta**2))
+    assert rho == 0.5 and beta**t == 0.0
+    p = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+    opt = build_optimizer("msvag", [p], beta=beta)
+    p.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
+    opt.step()
+    moved = p.detach().clone()
+    opt.state[p]["step"] = t - 1
+    opt.state[p]["exp_avg_sq"][0] = 0.0
+    p.grad = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    opt.step()
+    assert p[0] == moved[0] and p[1] < moved[1]
+
+
+@pytest.mark.parametrize("name", OURS)
+def test_pickled_optimizer_steps_on(name):
+    # the scratch pool lives outside the state: pickling drops it, the next step remakes it
+    steps = gradient_sequence(seed=5)
+    params = make_params()
+    opt = build_optimizer(name, torch_groups(name, params))
+    run(opt, params, steps[:3])
+    params2, opt2 = pickle.loads(pickle.dumps((params, opt)))
+    assert "_scratch_pool" not in opt2.__dict__
+    run(opt, params, steps[3:])
+    run(opt2, params2, steps[3:])
+    for a, b in zip(params, params2):
+        assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("name", OURS)

@@ -14,6 +14,13 @@ from torch.optim import Optimizer
 
 from ..errors import ConfigError
 
+# Elements per block of the CPU update path (FmnistOptimizer._blocks): 1 MiB of float32
+# per tensor, so that the blocks of a parameter, its gradient, its state and the scratch
+# (6 MiB for M-SVAG) stay in the cache between the passes of an update rule. M-SVAG on
+# p1, 1 thread, ms a step by block size: 2^16 7.6, 2^17 6.6, 2^18 6.3, 2^19 6.3, 2^20 7.6,
+# whole tensors 9.8 (smaller blocks pay the per-call overhead, larger ones miss the cache)
+BLOCK = 1 << 18
+
 
 def _number(where: str, field: str, value: Any) -> float:
     # bool is an int to Python, but lr=True is a mistake, not 1.0
@@ -86,15 +93,61 @@ class FmnistOptimizer(Optimizer):
             yield p, p.grad, self.state[p]
 
     @staticmethod
-    def _advance_mean(p: torch.Tensor, g: torch.Tensor, state: dict, beta: float) -> int:
-        """Create the state on first use, count the step, and move the moving average
-        m~ <- beta * m~ + (1 - beta) * g (state["exp_avg"]); returns the step t."""
+    def _count_step(p: torch.Tensor, state: dict, *buffers: str) -> int:
+        """Create the state on first use (step 0 and zero-filled buffers like p), count
+        the step and return it: t = 1, 2, ..."""
         if not state:  # first step of this parameter
             state["step"] = 0
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            for name in buffers:
+                state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
         state["step"] += 1
-        state["exp_avg"].mul_(beta).add_(g, alpha=1.0 - beta)
         return state["step"]
+
+    def _blocks(
+        self, tensors: tuple[torch.Tensor, ...], scratch: int = 0
+    ) -> Iterator[tuple[list[torch.Tensor], list[torch.Tensor]]]:
+        """(slices, buffers) for each block of `tensors` (a parameter, its gradient, its
+        state: one shape), so that an update rule runs all its passes over one block at a
+        time; buffers are `scratch` tensors of the slices' shape and dtype, for results.
+
+        On the CPU, with every tensor laid out alike in one dense stretch of memory
+        (contiguous, or all channels_last, ...), the blocks are flat slices of at most
+        BLOCK elements, and the buffers come from a pool kept across blocks, parameters
+        and steps: the passes after the first find the block in the cache instead of
+        reading memory again, and no step allocates (a fresh 13 MB temporary costs a page
+        fault per 4 KiB, on every step). Elsewhere (CUDA, or tensors of different
+        layouts) the one block is the whole tensors, with fresh buffers: a GPU gains
+        nothing from blocks but more kernel launches.
+        """
+        first = tensors[0]
+        # the dimensions from the largest stride down: the order of first in memory
+        order = sorted(range(first.dim()), key=lambda d: -first.stride(d))
+        if (first.device.type != "cpu"
+                or any(t.stride() != first.stride() for t in tensors)
+                or not first.permute(order).is_contiguous()):
+            yield list(tensors), [torch.empty_like(first) for _ in range(scratch)]
+            return
+        # one permutation for all, so the i-th element of every flat view is the same
+        # coordinate: elementwise rules do not care about the order
+        flat = [t.permute(order).view(-1) for t in tensors]
+        n = first.numel()
+        pool = self._pool(first.dtype, scratch, min(n, BLOCK))
+        for start in range(0, n, BLOCK):
+            stop = min(n, start + BLOCK)
+            yield [f[start:stop] for f in flat], [b[: stop - start] for b in pool]
+
+    def _pool(self, dtype: torch.dtype, count: int, size: int) -> list[torch.Tensor]:
+        """`count` CPU buffers of dtype and >= size elements, the same tensors on every
+        call. Kept on the optimizer, out of its state: state_dict and checkpoints never
+        see them, and pickling drops them."""
+        pool = self.__dict__.setdefault("_scratch_pool", {})  # absent after unpickling
+        buffers = pool.setdefault(dtype, [])
+        for i in range(count):
+            if i == len(buffers):
+                buffers.append(torch.empty(size, dtype=dtype))
+            elif buffers[i].numel() < size:  # grown to the largest block seen, <= BLOCK
+                buffers[i] = torch.empty(size, dtype=dtype)
+        return buffers[:count]
 
     @staticmethod
     def _decay(p: torch.Tensor, group: dict[str, Any]) -> None:

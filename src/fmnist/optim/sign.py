@@ -38,10 +38,13 @@ class SSD(FmnistOptimizer):
         loss = self._closure_loss(closure)
         for group in self.param_groups:
             for p, g, _state in self._with_grads(group):  # no state: sign(g) is all it needs
-                # theta <- theta - lr * wd * theta
-                self._decay(p, group)
-                # theta <- theta - lr * sign(g)
-                p.add_(g.sign(), alpha=-group["lr"])
+                # in blocks, the sign into a kept buffer: no faster on p1 (2.8 ms a step,
+                # 1 thread) than g.sign(), but no 13 MB temporary on every step
+                for (theta, grad), (sign,) in self._blocks((p, g), 1):
+                    # theta <- theta - lr * wd * theta
+                    self._decay(theta, group)
+                    # theta <- theta - lr * sign(g)
+                    theta.add_(torch.sign(grad, out=sign), alpha=-group["lr"])
         return loss
 
 
@@ -75,11 +78,16 @@ class MSSD(FmnistOptimizer):
         for group in self.param_groups:
             beta = group["beta"]
             for p, g, state in self._with_grads(group):
-                # m~ <- beta * m~ + (1 - beta) * g (the step count is kept for reports)
-                self._advance_mean(p, g, state, beta)
-                m_avg = state["exp_avg"]
-                # theta <- theta - lr * wd * theta
-                self._decay(p, group)
-                # theta <- theta - lr * sign(m~)
-                p.add_(m_avg.sign(), alpha=-group["lr"])
+                # the step count is kept for reports; the sign needs no bias correction
+                self._count_step(p, state, "exp_avg")
+                # in blocks, the sign into a kept buffer, m~ updated by one lerp_: 3.8 ms
+                # a step on p1 (1 thread), against 4.6 ms whole and with a fresh sign
+                tensors = (p, g, state["exp_avg"])
+                for (theta, grad, m_avg), (sign,) in self._blocks(tensors, 1):
+                    # m~ <- beta * m~ + (1 - beta) * g, as m~ + (1 - beta) (g - m~): one pass
+                    m_avg.lerp_(grad, 1.0 - beta)
+                    # theta <- theta - lr * wd * theta
+                    self._decay(theta, group)
+                    # theta <- theta - lr * sign(m~)
+                    theta.add_(torch.sign(m_avg, out=sign), alpha=-group["lr"])
         return loss
