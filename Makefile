@@ -29,6 +29,7 @@ test: setup  ## the whole test suite
 
 bench: setup  ## the speed benchmarks (print their figures)
 	$(PY) benchmarks/data_load.py
+	$(PY) benchmarks/optim_step.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

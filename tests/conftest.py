@@ -166,3 +166,25 @@ def write_member_run(comp_dir: Path, optimizer: str, lr: float, seed: int, histo
                                 "final_val_acc": None if diverged else history[-1].get("val_acc"),
                                 "best_val_acc": max(vals) if vals and not diverged else None})
     return run_dir
+
+
+def cut_short(config, folder: Path, key: str, value) -> Path:
+    """A run of `config` in `folder` killed right after the record whose `key` (epoch or
+    step) is `value` was checkpointed: what a SIGKILL at that moment leaves."""
+    from fmnist import runs
+    from fmnist.build import build
+    from fmnist.loop import fit
+
+    class Killed(Exception):
+        pass
+
+    def kill(history):
+        if history[-1][key] == value:
+            raise Killed
+
+    folder.mkdir(parents=True)
+    parts = build(config)
+    runs.save_config(folder, config, parts.facts)
+    with pytest.raises(Killed):
+        fit(parts, config.train, store=runs.RunStore(folder), on_epoch=kill)
+    return folder

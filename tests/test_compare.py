@@ -7,10 +7,10 @@ import pytest
 
 from fmnist import runs
 from fmnist.cli import main
-from fmnist.build import build
 from fmnist.compare import PRESETS, Cell, lr_grid, make_plan, parse_optimizers
-from fmnist.loop import fit
 from fmnist.errors import ConfigError
+
+from conftest import cut_short
 
 TINY = ["--model", "logreg", "--epochs", "1", "--train-limit", "1500", "--val-size", "300",
         "--batch-size", "100", "--threads", "1", "--no-plots"]
@@ -140,22 +140,10 @@ def test_compare_resumes_a_cell_cut_short(toy, tmp_path, capsys):
     assert main(toy_compare(tmp_path / "whole", *flags)) == 0
     whole = runs.read_member(runs.member_dir(tmp_path / "whole", "adam-lr0.01-seed0"))
 
-    class Killed(Exception):
-        pass
-
-    def kill_after_epoch_1(history):
-        if history[-1]["epoch"] == 1:
-            raise Killed
-
     # the same cell killed after its first epoch: a checkpoint, no metrics.json yet
     cell = Cell("adam", 0.01, 0)
     config = cell.config(make_plan("adam:0.01", seeds=1, overrides=TOY).base)
-    cut = runs.member_dir(tmp_path / "cut", cell.name)
-    cut.mkdir(parents=True)
-    parts = build(config)
-    runs.save_config(cut, config, parts.facts)
-    with pytest.raises(Killed):
-        fit(parts, config.train, store=runs.RunStore(cut), on_epoch=kill_after_epoch_1)
+    cut = cut_short(config, runs.member_dir(tmp_path / "cut", cell.name), "epoch", 1)
     capsys.readouterr()
     assert main(toy_compare(tmp_path / "cut", *flags)) == 0
     assert "done before" not in capsys.readouterr().out  # finished, not skipped

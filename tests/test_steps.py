@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from fmnist import api, runs
-from fmnist.build import build
 from fmnist.cli import main
-from fmnist.loop import fit
 
+from conftest import cut_short
 from test_train import toy_config, without_time
 
 
@@ -38,19 +37,7 @@ def test_resume_mid_epoch_matches_an_unbroken_run(toy, tmp_path):
         model={"name": "mlp", "kwargs": {"dropout": 0.3}}, data={"augment": True})
     whole = api.train(config, out=tmp_path / "whole", plots=False)
 
-    class Crash(Exception):
-        pass
-
-    def crash_at_step_12(history):
-        if history[-1]["step"] == 12:  # mid-epoch 2 (10 steps an epoch)
-            raise Crash
-
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    parts = build(config)
-    runs.save_config(broken, config, parts.facts)
-    with pytest.raises(Crash):
-        fit(parts, config.train, store=runs.RunStore(broken), on_epoch=crash_at_step_12)
+    broken = cut_short(config, tmp_path / "broken", "step", 12)  # mid-epoch 2 (10 steps an epoch)
     resumed = api.resume(broken, plots=False)
     assert without_time(resumed.history) == without_time(whole.history)
     assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]

@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from fmnist import api, runs
-from fmnist.build import build
 from fmnist.cli import main
 from fmnist.config import RunConfig
 from fmnist.data.batches import Augment, augment_batch
 from fmnist.errors import ConfigError, RunError
-from fmnist.loop import TrainingDiverged, fit
+from fmnist.loop import TrainingDiverged
 from fmnist.schedule import lr_factor
+
+from conftest import cut_short
 
 
 def toy_config(**train) -> RunConfig:
@@ -69,19 +70,7 @@ def test_resume_after_crash_matches_unbroken_run(toy, tmp_path):
     config = toy_config(epochs=4).replace(model={"name": "cnn"}, data={"augment": True})
     whole = api.train(config, out=tmp_path / "whole", plots=False)
 
-    class Crash(Exception):
-        pass
-
-    def crash_after_epoch_2(history):
-        if history[-1]["epoch"] == 2:
-            raise Crash
-
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    parts = build(config)
-    runs.save_config(broken, config, parts.facts)
-    with pytest.raises(Crash):
-        fit(parts, config.train, store=runs.RunStore(broken), on_epoch=crash_after_epoch_2)
+    broken = cut_short(config, tmp_path / "broken", "epoch", 2)
     resumed = api.resume(broken, plots=False)
     assert without_time(resumed.history) == without_time(whole.history)
     assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
