@@ -116,8 +116,10 @@ def _raise_failures(done: dict) -> None:
 
 def format_table(rows: list[dict], paper: dict | None = None) -> str:
     """The summary rows as a table; `paper`: optimizer -> the paper's final test accuracy."""
-    def pm(mean, std, scale=100.0):
-        return "      -       " if mean is None else f"{scale * mean:6.2f} ± {scale * std:4.2f}"
+    def pm(mean, std, scale=100.0):  # accuracies in %, 2 decimals; losses as they are, 4
+        if mean is None:
+            return "      -       "
+        return f"{scale * mean:6.2f} ± {scale * std:4.2f}" if scale == 100.0 else f"{mean:.4f} ± {std:.4f}"
 
     head = (f"{'optimizer':<10} {'lr':>8}  {'final val acc %':>15}  {'best val acc %':>15}  "
             f"{'test acc %':>15}  {'test loss':>15}  {'diverged':>8}  {'s/run':>6}"
