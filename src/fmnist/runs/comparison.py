@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import RunError
 from ..fsutil import atomic_write_json
-from .files import finite, load_config, load_history, read_json, read_metrics
+from .files import finite, load_config, load_history, read_checked, read_metrics
 
 PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
 
@@ -28,13 +27,9 @@ def save_plan(directory: Path, plan: dict) -> Path:
 
 
 def read_plan(directory: Path) -> dict | None:
-    path = Path(directory) / PLAN
-    if not path.is_file():
-        return None
-    plan = read_json(path, "delete the comparison folder and run it again")
-    if not isinstance(plan, dict):
-        raise RunError(f"{path}: must be a JSON object; delete the comparison folder and run again")
-    return plan
+    return read_checked(Path(directory) / PLAN,
+                        lambda plan: None if isinstance(plan, dict) else "must be a JSON object",
+                        "delete the comparison folder and run it again")
 
 
 def save_summary(directory: Path, summary: dict) -> Path:
@@ -42,14 +37,8 @@ def save_summary(directory: Path, summary: dict) -> Path:
 
 
 def read_summary(directory: Path) -> dict | None:
-    path = Path(directory) / SUMMARY
-    if not path.is_file():
-        return None
-    summary = read_json(path, "run the same `fmnist compare` again to recompute it")
-    problem = _summary_problem(summary)
-    if problem:
-        raise RunError(f"{path}: {problem}; run the same `fmnist compare` again to recompute it")
-    return summary
+    return read_checked(Path(directory) / SUMMARY, _summary_problem,
+                        "run the same `fmnist compare` again to recompute it")
 
 
 ROW_KEYS = {"optimizer": str, "seeds": int, "diverged": int, "label": str, "runs": list}

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -110,6 +110,18 @@ def read_json(path: Path, fix: str = "restore it or run again") -> Any:
         raise RunError(f"{path}: not JSON we read ({type(exc).__name__}); {fix}") from None
 
 
+def read_checked(path: Path, problem: Callable[[Any], str | None], fix: str) -> Any | None:
+    """An optional JSON run file, None when absent; `problem(content)` names what is wrong
+    with what its readers use (None: nothing), and that becomes the error with `fix`."""
+    if not path.is_file():
+        return None
+    content = read_json(path, fix)
+    why = problem(content)
+    if why:
+        raise RunError(f"{path}: {why}; {fix}")
+    return content
+
+
 # --- config.json: the settings, the resolved facts and the command line ---------------
 
 def save_config(run_dir: Path, config: RunConfig, facts: Facts,
@@ -197,14 +209,8 @@ def save_metrics(run_dir: Path, metrics: dict) -> Path:
 
 def read_metrics(run_dir: str | os.PathLike) -> dict | None:
     """metrics.json, or None when the run has not been scored yet."""
-    path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return None
-    metrics = read_json(path, "train again")
-    problem = _metrics_problem(metrics)
-    if problem:
-        raise RunError(f"{path}: {problem}; restore the file written by `fmnist train`")
-    return metrics
+    return read_checked(Path(run_dir) / METRICS, _metrics_problem,
+                        "restore the file written by `fmnist train`, or train again")
 
 
 def _metrics_problem(m: Any) -> str | None:
