@@ -106,7 +106,8 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
 
     def record(batch_loss: float | None, lr: float | None = None) -> None:
         """Score, keep the best weights by validation accuracy (never the test set), checkpoint."""
-        clock["seconds"] += time.perf_counter() - clock["t0"]  # training time, not scoring
+        if s.step > 0:  # training time, not scoring (epoch 0 is before any: 0 s)
+            clock["seconds"] += time.perf_counter() - clock["t0"]
         epoch = s.step / steps_per_epoch  # fractional between epochs (eval_every)
         r = score(parts, tc, int(epoch) if epoch.is_integer() else round(epoch, 4), s.step,
                   opt.param_groups[0]["lr"] if lr is None else lr, clock["seconds"], batch_loss)
