@@ -96,7 +96,9 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
     for name, (lr, how) in chosen.items():
         log(f"{name} lr={lr:g} ({how}): {len(plan.seeds)} seeds")
     cells = [Cell(name, chosen[name][0], s) for name, _ in plan.optimizers for s in plan.seeds]
-    done.update(run_cells(plan, [c for c in cells if c.name not in done], out, log, execution, progress))
+    # seed by seed: a long plan stopped part-way leaves whole seeds, every optimizer alike
+    todo = sorted((c for c in cells if c.name not in done), key=lambda c: plan.seeds.index(c.seed))
+    done.update(run_cells(plan, todo, out, log, execution, progress))
     _raise_failures(done)
     records = [done[c.name] for c in cells]
     rows = [{**row, "lr_chosen_by": chosen[row["optimizer"]][1]} for row in summarise_runs(records)]
