@@ -31,6 +31,21 @@ FILENAMES = {
 CLASS_NAMES = tuple(f"class{i}" for i in range(10))
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run only where torch sees a GPU (the GPU machine), and say why
+    they were skipped elsewhere."""
+    if not any(item.get_closest_marker("cuda") for item in items):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch sees none on this machine")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
     """Empty cache and HOME, no FMNIST_DATA, cwd in a fresh folder."""

@@ -205,3 +205,12 @@ def test_a_plan_in_steps_without_validation_like_the_paper(toy, tmp_path, capsys
     assert main(["compare", "--dataset", "toy", "--val-size", "0", "--optimizers", "sgd",
                  "--lr-grid", "--out", str(tmp_path / "g")]) == 1
     assert "validation split" in capsys.readouterr().err
+
+
+def test_seeds_run_one_after_another(toy, tmp_path, capsys):
+    # a long plan stopped part-way leaves whole seeds: every optimizer's seed 0, then seed 1
+    assert main(toy_compare(tmp_path / "c", "--optimizers", "sgd:0.5,adam:0.01", "--seeds", "2",
+                            "--no-plots", "--epochs", "1")) == 0
+    done = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()
+            if line.startswith("  ") and "test " in line]
+    assert done == ["sgd-lr0.5-seed0", "adam-lr0.01-seed0", "sgd-lr0.5-seed1", "adam-lr0.01-seed1"]

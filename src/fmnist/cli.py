@@ -69,15 +69,14 @@ def _command(sub, name: str, func, text: str, **kw) -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- train, evaluate, predict
 def cmd_train(args) -> None:
-    from . import api
+    from . import api, recipes
     from .build import check
-    from .config import RunConfig
     from .flags import overrides
     from .runs import load_config
 
     given, log = overrides(args), None if args.quiet else print
     if args.resume is not None:
-        if given or args.out is not None:
+        if given or args.out is not None or args.recipe is not None:
             raise ConfigError("--resume continues a run with the settings saved in its "
                               "config.json; drop the other training flags")
         if args.dry_run:
@@ -85,9 +84,10 @@ def cmd_train(args) -> None:
             return
         run = api.resume(args.resume, progress=not args.quiet, log=log, plots=not args.no_plots)
     else:
-        config = RunConfig().replace(**given)
+        config = recipes.config_from(args.recipe, given)
         check(config)  # unknown names and bad keywords, before any data is loaded
         if args.dry_run:
+            print(recipes.describe(config, args.recipe, given), file=sys.stderr)
             print(json.dumps(config.to_dict(), indent=2))
             return
         run = api.train(config, out=args.out, root=args.runs_dir, progress=not args.quiet, log=log,
@@ -114,19 +114,30 @@ def cmd_predict(args) -> None:
 
 
 def cmd_list(args) -> None:
-    from .models import format_model_table
-    from .optim import format_optimizer_table
-
-    print(format_model_table() if args.command == "models" else format_optimizer_table())
+    if args.command == "recipes":
+        from .recipes import recipe_table
+        print(recipe_table())
+    elif args.command == "models":
+        from .models import format_model_table
+        print(format_model_table())
+    else:
+        from .optim import format_optimizer_table
+        print(format_optimizer_table())
 
 
 def _train_parser(sub) -> None:
     from .config import DEVICES, RunConfig
     from .flags import add_config_flags
 
+    from .recipes import RECIPES
+
     p = _command(sub, "train", cmd_train, "train a model, evaluate it on the test split, write a run",
                  description="Train on the training split minus a validation split, keep the best weights "
-                 "by validation accuracy, score them on the test images, write a run directory.")
+                 "by validation accuracy, score them on the test images, write a run directory. "
+                 "Every model starts from its own recipe (`fmnist recipes`; the defaults shown are "
+                 "the default recipe's); --dry-run prints the settings a command line gives.")
+    p.add_argument("--recipe", choices=RECIPES.names(), help="start from a named recipe instead "
+                   "of the model's own; flags given override its settings (see `fmnist recipes`)")
     add_config_flags(p, RunConfig())
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, help="run directory (default: RUNS_DIR/<time>-<model>)")
@@ -148,6 +159,7 @@ def _train_parser(sub) -> None:
     pr.add_argument("--out", type=Path, help="CSV to write (default: RUN_DIR/predictions-<what>.csv)")
     _command(sub, "models", cmd_list, "list the models with their parameter counts")
     _command(sub, "optimizers", cmd_list, "list the optimizers with their defaults")
+    _command(sub, "recipes", cmd_list, "list the recipes: model, expected accuracy and time, how chosen")
 
 
 def _outputs(g, quiet: str, dry_run: str) -> None:

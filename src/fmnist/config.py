@@ -230,12 +230,15 @@ class RunConfig:
     def replace(self, **parts: Any) -> "RunConfig":
         """Copy with some parts changed: cfg.replace(train={"epochs": 3}).
 
-        Naming another optimizer drops the learning rate and weight decay that were set
-        for the old one (back to the new optimizer's defaults) unless they are given too.
+        Naming another optimizer drops the learning rate, weight decay and keywords that
+        were set for the old one (back to the new optimizer's defaults), and naming another
+        model its keywords, unless they are given too.
         """
-        optim = parts.get("optim")
+        optim, model = parts.get("optim"), parts.get("model")
         if optim and optim.get("name", self.optim.name) != self.optim.name:
-            parts["optim"] = {"lr": None, "weight_decay": None, **optim}
+            parts["optim"] = {"lr": None, "weight_decay": None, "kwargs": {}, **optim}
+        if model and model.get("name", self.model.name) != self.model.name:
+            parts["model"] = {"kwargs": {}, **model}
         new = {k: dataclasses.replace(getattr(self, k), **v) for k, v in parts.items()}
         return dataclasses.replace(self, **new)
 

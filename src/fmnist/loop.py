@@ -90,8 +90,6 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         on_epoch: Callable[[list[dict]], None] | None = None) -> Fit:
     """Train `parts.model` for `tc.epochs` (or `tc.steps`), continuing from `state` (a resumed
     run's), evaluating and checkpointing after every epoch (or every `tc.eval_every` steps)."""
-    from tqdm import tqdm
-
     log = log or (lambda _msg: None)
     model, opt, data, device = parts.model, parts.optimizer, parts.data, parts.device
     peak_lrs = [g["lr"] for g in opt.param_groups]
@@ -142,9 +140,8 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         torch.manual_seed(step_seed(tc.seed, s.step) if skip else epoch_seed(tc.seed, epoch))
         gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))  # order, augmentation
         model.train()
-        bar = tqdm(total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
-                   desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress, unit="step",
-                   dynamic_ncols=True)
+        bar = _bar(progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
+                   desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
         for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
                                                       augment=parts.augment, drop_last=True)):
             if i < skip:  # the same order and augmentation draws as the run that was cut short
@@ -194,6 +191,21 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         if s.step >= total_steps:
             break
     return Fit(s.history, s.best_epoch, stopped_early)
+
+
+class _NoBar:
+    """A progress bar that shows nothing: tqdm is imported only where a bar is drawn."""
+
+    def update(self, *_a) -> None: ...
+    def set_postfix(self, **_kw) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(progress: bool, **kw):
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(**kw)
 
 
 def _mean_loss(sums: dict) -> float:

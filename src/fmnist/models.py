@@ -6,16 +6,31 @@ a typo or an impossible value is a ConfigError naming the argument, not a TypeEr
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import inspect
 from dataclasses import dataclass
 from numbers import Integral, Real
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from .errors import ConfigError
 from .registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    class _Torch:
+        """torch (or torch.nn) imported on first use: `fmnist models` and `fmnist --help`
+        list the registry without waiting ~1 s for torch to load."""
+
+        def __init__(self, module: str) -> None:
+            self._module = module
+
+        def __getattr__(self, name: str):
+            return getattr(importlib.import_module(self._module), name)
+
+    torch, nn = _Torch("torch"), _Torch("torch.nn")
 
 
 @dataclass(frozen=True)
@@ -23,6 +38,8 @@ class ModelSpec:
     name: str  # registry key, e.g. "cnn"
     factory: Callable[..., nn.Module]  # f(num_classes=10, **hyperparameters) -> module
     description: str  # one line, for `fmnist models`
+    params: int | None = None  # trainable parameters at the defaults (tests check the figure);
+    #                            None: counted by building the model when listed
 
 
 MODELS = Registry[ModelSpec]("model")
@@ -33,10 +50,10 @@ MAX_WIDTH = 65_536  # neurons or channels in one layer
 MAX_DEPTH = 64  # hidden layers of an MLP, residual blocks per stage
 
 
-def register_model(name: str, description: str) -> Callable:
+def register_model(name: str, description: str, params: int | None = None) -> Callable:
     """Decorator: add a factory to MODELS; a duplicate name raises ValueError."""
     def wrap(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        MODELS.add(name, ModelSpec(name, factory, description))
+        MODELS.add(name, ModelSpec(name, factory, description, params))
         return factory
     return wrap
 
@@ -71,7 +88,9 @@ def count_parameters(model: nn.Module) -> int:
 
 def model_table() -> list[tuple[str, int, str]]:
     """(name, trainable parameters at default settings, description) for each model."""
-    return [(n, count_parameters(build_model(n)), MODELS.get(n).description) for n in MODELS]
+    specs = [MODELS.get(n) for n in MODELS]
+    return [(s.name, s.params if s.params is not None else count_parameters(build_model(s.name)),
+             s.description) for s in specs]
 
 
 def format_model_table() -> str:
@@ -112,12 +131,12 @@ def _dropout(p: float) -> nn.Module:
 
 # --- reference models ---------------------------------------------------------------------
 
-@register_model("logreg", "multinomial logistic regression: Flatten -> Linear 784->10")
+@register_model("logreg", "multinomial logistic regression: Flatten -> Linear 784->10", params=7_850)
 def logreg(num_classes: int = 10) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, num_classes))
 
 
-@register_model("mlp", "TensorFlow tutorial MLP: 784 -> 128 ReLU -> 10")
+@register_model("mlp", "TensorFlow tutorial MLP: 784 -> 128 ReLU -> 10", params=101_770)
 def mlp(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
     p = _check_dropout(dropout)
     return nn.Sequential(
@@ -127,7 +146,7 @@ def mlp(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
     )
 
 
-@register_model("mlp2", "MLP 784 -> 256 -> 128 -> 10, ReLU, Glorot-uniform init")
+@register_model("mlp2", "MLP 784 -> 256 -> 128 -> 10, ReLU, Glorot-uniform init", params=235_146)
 def mlp2(num_classes: int = 10, hidden: tuple[int, ...] = (256, 128),
          dropout: float = 0.0) -> nn.Module:
     sizes = (784,) + _check_widths("hidden", hidden)
@@ -163,13 +182,13 @@ def _two_conv_two_dense(pool: Callable[[], nn.Module], num_classes: int, p: floa
     ))
 
 
-@register_model("2c2d", "DeepOBS fmnist_2c2d: conv32-pool-conv64-pool-fc1024-fc10")
+@register_model("2c2d", "DeepOBS fmnist_2c2d: conv32-pool-conv64-pool-fc1024-fc10", params=3_274_634)
 def cnn_2c2d(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
     """DeepOBS `fmnist_2c2d`: 5x5 'same' convs, 2x2/2 max-pools, TF-style init."""
     return _two_conv_two_dense(lambda: nn.MaxPool2d(2, 2), num_classes, _check_dropout(dropout))
 
 
-@register_model("p1", "Balles & Hennig 2018 P1: 2c2d with 3x3/2 'same' max-pools")
+@register_model("p1", "Balles & Hennig 2018 P1: 2c2d with 3x3/2 'same' max-pools", params=3_274_634)
 def p1(num_classes: int = 10) -> nn.Module:
     """Fashion-MNIST net of "Dissecting Adam" (Balles & Hennig, arXiv 1705.07774), problem P1.
 
@@ -200,7 +219,7 @@ def _conv_block(c_in: int, c_out: int, pool: bool = False) -> list[nn.Module]:
             nn.ReLU(inplace=True)]
 
 
-@register_model("cnn", "default: fast 6-conv BN net, 16/48/128 wide; best accuracy per CPU s")
+@register_model("cnn", "default: fast 6-conv BN net, 16/48/128 wide; best accuracy per CPU s", params=235_338)
 def cnn(num_classes: int = 10, widths: tuple[int, int, int] = (16, 48, 128),
         dropout: float = 0.0) -> nn.Module:
     """Airbench-style conv-BN-ReLU net sized for a 2-core CPU: 6.9 M MACs an image.
@@ -224,23 +243,27 @@ def cnn(num_classes: int = 10, widths: tuple[int, int, int] = (16, 48, 128),
     )
 
 
-class _Block(nn.Module):
-    """Basic residual block (He et al. 2016): ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut)."""
+@functools.cache
+def _block_class() -> type:
+    """The residual block's class, defined once torch is loaded (it subclasses nn.Module)."""
+    class _Block(nn.Module):
+        """Basic residual block (He et al. 2016): ReLU(BN(conv(ReLU(BN(conv x)))) + shortcut)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(*_conv_bn(c_in, c_out, stride), nn.ReLU(inplace=True),
-                                  *_conv_bn(c_out, c_out))
-        # 1x1 strided projection only where the shape changes, identity elsewhere
-        self.short = (nn.Identity() if stride == 1 and c_in == c_out else
-                      nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                                    nn.BatchNorm2d(c_out)))
+        def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(*_conv_bn(c_in, c_out, stride), nn.ReLU(inplace=True),
+                                      *_conv_bn(c_out, c_out))
+            # 1x1 strided projection only where the shape changes, identity elsewhere
+            self.short = (nn.Identity() if stride == 1 and c_in == c_out else
+                          nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
+                                        nn.BatchNorm2d(c_out)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + self.short(x))
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.body(x) + self.short(x))
+    return _Block
 
 
-@register_model("resnet", "small ResNet: 3 stages of residual blocks, widths w/2w/4w")
+@register_model("resnet", "small ResNet: 3 stages of residual blocks, widths w/2w/4w", params=308_074)
 def resnet(num_classes: int = 10, width: int = 32, blocks: int = 1,
            dropout: float = 0.0) -> nn.Module:
     """ResNet for 28x28: stem, then `blocks` residual blocks per stage at 14, 7 and 4 px.
@@ -254,7 +277,8 @@ def resnet(num_classes: int = 10, width: int = 32, blocks: int = 1,
     stages: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate([(w, w), (w, 2 * w), (2 * w, 4 * w)]):
         stride = 1 if i == 0 else 2
-        stages += [_Block(c_in, c_out, stride)] + [_Block(c_out, c_out, 1) for _ in range(n - 1)]
+        block = _block_class()
+        stages += [block(c_in, c_out, stride)] + [block(c_out, c_out, 1) for _ in range(n - 1)]
     return nn.Sequential(
         *_conv_block(1, w, pool=True),  # (N, w, 14, 14)
         *stages,  # (N, w, 14, 14) -> (N, 2w, 7, 7) -> (N, 4w, 4, 4)

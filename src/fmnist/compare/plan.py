@@ -84,7 +84,8 @@ class Cell:
         """The cell's run: the base with this optimizer, rate and seed (a --weight-decay and
         --opt-arg given for the comparison apply to every optimizer that takes them)."""
         return base.replace(optim={"name": self.optimizer, "lr": self.lr,
-                                   "weight_decay": base.optim.weight_decay}, train={"seed": self.seed})
+                                   "weight_decay": base.optim.weight_decay,
+                                   "kwargs": base.optim.kwargs}, train={"seed": self.seed})
 
 
 @dataclass(frozen=True)
@@ -177,8 +178,10 @@ class Options:
 
     optimizers: str | None = setting(None, "e.g. msgd,adam:1e-3,msvag:0.3 (no LR: the "
                                      "optimizer's default, or --lr-grid)", metavar="NAME[:LR],...")
-    preset: str | None = setting(None, "dissecting-adam: the paper's Fashion-MNIST setting (P1, "
-                                 "batch 64, ~6000 steps, tuned constant rates)", choices=tuple(PRESETS))
+    preset: str | None = setting(None, "dissecting-adam: the paper's Fashion-MNIST experiment (P1, "
+                                 "pixels / 255, 6,000 steps of batch 64, its rates, 10 seeds); "
+                                 "dissecting-adam-tuned: each rate re-tuned on a validation split, "
+                                 "standard inputs", choices=tuple(PRESETS))
     seeds: int | None = setting(None, "seeds per optimizer (none: 3, or the preset's)")
     lr_grid: bool = setting(False, "choose each learning rate not given by a log-spaced grid "
                             "search (first seed, best final validation accuracy)")

@@ -1,0 +1,71 @@
+"""Choose a recipe's settings on the validation split: train each candidate, print its
+validation accuracy (never the test set's: it is not even scored here).
+
+    python benchmarks/choose_recipes.py --only logreg mlp2
+    python benchmarks/choose_recipes.py --only fast --threads 1
+
+Each candidate is `fmnist train --recipe NAME <flags>` with the test scoring skipped; the
+figures that chose a recipe go into its `chosen` text in src/fmnist/recipes.py.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+# recipe -> candidate flag sets (each over the recipe's settings)
+CANDIDATES: dict[str, list[list[str]]] = {
+    "logreg": [["--lr", lr, "--epochs", e] for lr in ("1e-3", "3e-3", "1e-2") for e in ("5", "10")],
+    "fast": [["--lr", lr, "--epochs", e] for lr in ("2e-3", "4e-3") for e in ("5", "6", "8")]
+    # our M-SGD: the same step as momentum SGD, without torch.optim's import of torch._dynamo
+    + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5"] for lr in ("0.1", "0.2", "0.4")]
+    + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5", "--batch-size", "256"]
+       for lr in ("0.2", "0.4")],
+    "mlp2": [["--lr", lr, "--model-arg", f"dropout={d}"] for lr in ("1e-3", "2e-3")
+             for d in ("0.0", "0.2")],
+    "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
+    "p1": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
+    "default": [["--epochs", e] for e in ("6", "8", "10")] + [["--epochs", "8", "--lr", "0.4"]],
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", choices=sorted(CANDIDATES), help="recipes to search")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--skip", type=int, default=0, help="candidates of each recipe already run")
+    args = p.parse_args()
+    os.environ.setdefault("FMNIST_DATA", str(REPO.parent / "shared" / "data"))
+    from fmnist import recipes
+    from fmnist.build import build
+    from fmnist.device import set_threads
+    from fmnist.flags import overrides
+    from fmnist.cli import build_parser
+    from fmnist.loop import fit
+
+    parser = build_parser()
+    for name in args.only or sorted(CANDIDATES):
+        print(f"== {name}")
+        for flags in CANDIDATES[name][args.skip:]:
+            ns = parser.parse_args(["train", "--recipe", name, *flags, "--threads", str(args.threads)])
+            config = recipes.config_from(name, overrides(ns))
+            set_threads(config.train.threads)
+            t0 = time.perf_counter()
+            parts = build(config)
+            result = fit(parts, config.train)  # no store: nothing written, test never scored
+            seconds = time.perf_counter() - t0
+            best = result.history[result.best_epoch]
+            last = result.history[-1]
+            print(f"{' '.join(flags):<40} best val {100 * best['val_acc']:.2f}% (epoch "
+                  f"{best['epoch']})  last val {100 * last['val_acc']:.2f}%  "
+                  f"train {100 * last['train_acc']:.2f}%  {seconds:.0f}s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

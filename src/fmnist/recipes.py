@@ -1,0 +1,165 @@
+"""Named recipes, and each model's default recipe: the settings that train it well.
+
+A recipe is a set of RunConfig settings over the defaults, chosen on the validation split
+(never the test set), recorded with the figures that chose it (`chosen`) and with what it
+reaches (`expected`: mean test accuracy over seeds and whole-process time, measured by
+benchmarks/train.py). `fmnist train --model X` takes X's default recipe (MODEL_RECIPES),
+`--recipe NAME` a named one; flags given on the command line override any field of either.
+
+Torch-free on purpose: `fmnist recipes` and `fmnist train --help` list these instantly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import RunConfig
+from .errors import ConfigError
+from .registry import Registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str  # one line
+    settings: dict  # RunConfig.replace(**settings) parts over RunConfig()'s defaults
+    expected: str = "not measured yet"  # test accuracy and time it reaches, and where
+    chosen: str = ""  # how it was chosen: the validation figures
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def model(self) -> str:
+        return self.settings.get("model", {}).get("name", RunConfig().model.name)
+
+    def config(self) -> RunConfig:
+        return RunConfig().replace(**self.settings)
+
+
+RECIPES = Registry[Recipe]("recipe")
+
+
+def register_recipe(recipe: Recipe) -> Recipe:
+    RunConfig().replace(**recipe.settings)  # a field that does not exist fails at import
+    return RECIPES.add(recipe.name, recipe)
+
+
+# --- the recipes ----------------------------------------------------------------------------
+
+register_recipe(Recipe(
+    "default", "the default: cnn, Nesterov one-cycle, label smoothing, crop + flip",
+    {},  # RunConfig()'s defaults are this recipe
+    chosen="peak lr 0.2 and 15 epochs among 0.1/0.2/0.4 x 12/15 epochs: val 93.50% at epoch 14",
+))
+
+register_recipe(Recipe(
+    "fast", "the quickest route to the tutorial's 88%: mlp, Adam one-cycle, 8 epochs",
+    {"model": {"name": "mlp"},
+     "optim": {"name": "adam", "lr": 2e-3, "weight_decay": 0.0},
+     "train": {"epochs": 8, "batch_size": 128, "warmup_epochs": 0.5, "label_smoothing": 0.0}},
+    chosen="epochs and lr among 6/8 epochs x 2e-3/4e-3 on the validation split",
+))
+
+# TensorFlow's "Basic classification" tutorial, setting for setting: Flatten, Dense(128,
+# relu), Dense(10) with Keras' Glorot-uniform weights and zero biases (= mlp2 with one hidden
+# layer of 128), Adam 1e-3 with Keras' eps 1e-7, batch 32, 10 epochs, pixels / 255, no
+# augmentation, no schedule, plain cross-entropy, fp32, the last weights. The tutorial trains
+# on all 60,000 images; we hold out the usual 5,000 to draw the validation curve that shows
+# its overfitting.
+register_recipe(Recipe(
+    "keras-tutorial", "the TensorFlow tutorial exactly (Dense 128, Adam 1e-3, batch 32, 10 "
+    "epochs, pixels / 255): it overfits, and the curves show it",
+    {"model": {"name": "mlp2", "kwargs": {"hidden": [128]}},
+     "data": {"scaling": "unit", "augment": False},
+     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "kwargs": {"eps": 1e-7}},
+     "train": {"epochs": 10, "batch_size": 32, "schedule": "constant", "warmup_epochs": 0.0,
+               "label_smoothing": 0.0, "precision": "fp32", "select": "last"}},
+    chosen="not chosen: the tutorial's own settings",
+))
+
+register_recipe(Recipe(
+    "best-cpu", "the most accurate on a CPU: resnet, 60 epochs, random erasing, mirror TTA",
+    {"model": {"name": "resnet"}, "data": {"erase": 0.25},
+     "train": {"epochs": 60, "warmup_epochs": 6.0, "tta": True}},
+    chosen="erasing 0.25 and mirror TTA (+0.2% val for resnet) and 60 epochs, checked on "
+    "validation: val 94.88% at epoch 60",
+))
+
+register_recipe(Recipe(
+    "best-gpu", "for a GPU: resnet twice as wide, 2 blocks a stage, 60 epochs, erasing, TTA",
+    {"model": {"name": "resnet", "kwargs": {"width": 64, "blocks": 2}}, "data": {"erase": 0.25},
+     "train": {"epochs": 60, "warmup_epochs": 6.0, "tta": True, "batch_size": 512,
+               "device": "cuda"}, "optim": {"lr": 0.4}},
+    chosen="not yet chosen on a GPU (none was lent): lr scaled with the batch from best-cpu's",
+))
+
+# every registered model's default recipe: `fmnist train --model X` starts from it
+register_recipe(Recipe(
+    "logreg", "logistic regression: Adam one-cycle, 10 epochs",
+    {"model": {"name": "logreg"}, "optim": {"name": "adam", "lr": 3e-3, "weight_decay": 0.0},
+     "train": {"epochs": 10, "batch_size": 128, "warmup_epochs": 0.5, "label_smoothing": 0.0}},
+    chosen="lr x epochs among 1e-3/3e-3/1e-2 x 5/10: best val 85.70% (3e-3, 10; 1e-2 and 5 "
+    "epochs 85.36%, 1e-3 85.18%)",
+))
+register_recipe(Recipe(
+    "mlp2", "two hidden layers: Adam one-cycle, label smoothing, 15 epochs",
+    {"model": {"name": "mlp2"},
+     "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0},
+     "train": {"epochs": 15, "batch_size": 128, "warmup_epochs": 1.0, "label_smoothing": 0.1}},
+    chosen="lr x dropout among 1e-3/2e-3 x 0/0.2: best val 90.70% (1e-3, no dropout; "
+    "2e-3 90.50%; dropout 0.2 89.96/90.10%)",
+))
+register_recipe(Recipe(
+    "2c2d", "DeepOBS 2c2d: Nesterov one-cycle, dropout 0.5, crop + flip, 12 epochs",
+    {"model": {"name": "2c2d", "kwargs": {"dropout": 0.5}},
+     "optim": {"name": "nesterov", "lr": 0.05, "weight_decay": 5e-4},
+     "train": {"epochs": 12, "batch_size": 128, "warmup_epochs": 1.5}},
+    chosen="not yet chosen on validation: the default recipe's schedule with the smaller "
+    "rate these unnormalised nets (no batch norm) need",
+))
+register_recipe(Recipe(
+    "p1", "P1 of Dissecting Adam: Nesterov one-cycle, crop + flip, 12 epochs",
+    {"model": {"name": "p1"},
+     "optim": {"name": "nesterov", "lr": 0.05, "weight_decay": 5e-4},
+     "train": {"epochs": 12, "batch_size": 128, "warmup_epochs": 1.5}},
+    chosen="not yet chosen on validation: as 2c2d's",
+))
+
+MODEL_RECIPES = {"logreg": "logreg", "mlp": "fast", "mlp2": "mlp2", "2c2d": "2c2d",
+                 "p1": "p1", "cnn": "default", "resnet": "best-cpu"}
+
+
+def recipe_for(model: str) -> Recipe:
+    """The default recipe of a registered model (the default recipe for one registered
+    later without its own)."""
+    return RECIPES.get(MODEL_RECIPES.get(model, "default"))
+
+
+def config_from(recipe: str | None, overrides: dict[str, dict] | None = None) -> RunConfig:
+    """The run a command line asks for: the named recipe, else the default recipe of the
+    model it names (or of the default model), then the flags it gave (naming another model
+    or optimizer than the recipe's drops the recipe's keywords and rates for it)."""
+    overrides = overrides or {}
+    base = (RECIPES.get(recipe) if recipe is not None else
+            recipe_for(overrides.get("model", {}).get("name", RunConfig().model.name)))
+    return base.config().replace(**overrides)
+
+
+def recipe_table() -> str:
+    """`fmnist recipes`: each recipe with its model, what it reaches and how it was chosen."""
+    defaults = {r: m for m, r in MODEL_RECIPES.items()}
+    lines = []
+    for name in RECIPES:
+        r = RECIPES.get(name)
+        tag = f"  (default for {defaults[name]})" if name in defaults else ""
+        lines += [f"{name:<15} {r.model:<7} {r.description}{tag}",
+                  f"{'':<15} expected: {r.expected}"]
+        if r.chosen:
+            lines.append(f"{'':<15} chosen: {r.chosen}")
+    return "\n".join(lines)
+
+
+def describe(config: RunConfig, recipe: str | None, overrides: dict[str, Any]) -> str:
+    """One line for --dry-run: which recipe the config starts from."""
+    r = RECIPES.get(recipe) if recipe else recipe_for(config.model.name)
+    given = ", ".join(f"{p}.{k}" for p, v in overrides.items() for k in v) or "none"
+    return f"recipe {r.name} ({r.expected}); flags over it: {given}"
