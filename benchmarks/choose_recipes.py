@@ -25,7 +25,9 @@ CANDIDATES: dict[str, list[list[str]]] = {
     # our M-SGD: the same step as momentum SGD, without torch.optim's import of torch._dynamo
     + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5"] for lr in ("0.1", "0.2", "0.4")]
     + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5", "--batch-size", "256"]
-       for lr in ("0.2", "0.4")],
+       for lr in ("0.2", "0.4")]
+    + [["--optimizer", "msgd", "--lr", "0.8", "--epochs", "5"],
+       ["--optimizer", "msgd", "--lr", "0.4", "--epochs", "6"]],
     "mlp2": [["--lr", lr, "--model-arg", f"dropout={d}"] for lr in ("1e-3", "2e-3")
              for d in ("0.0", "0.2")],
     "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],

@@ -37,9 +37,9 @@ CASES = {
 }
 
 
-def run_ours(recipe: str, flags: list[str], seed: int, env: dict) -> dict:
+def run_ours(recipe: str, flags: list[str], seed: int, env: dict, keep: Path | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
+        out = (keep or Path(tmp)) / f"{recipe}-seed{seed}"
         cmd = [sys.executable, "-m", "fmnist", "train", "--recipe", recipe, "--seed", str(seed),
                *flags, "--out", str(out), "--quiet"]
         t0 = time.perf_counter()
@@ -70,6 +70,7 @@ def main() -> int:
     p.add_argument("--no-baseline", action="store_true", help="skip the plain PyTorch loop")
     p.add_argument("--data-dir", help="default: $FMNIST_DATA or ../shared/data")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--keep", type=Path, help="keep the run directories in this folder")
     args = p.parse_args()
     data = args.data_dir or os.environ.get("FMNIST_DATA") or str(REPO.parent / "shared" / "data")
     env = {**os.environ, "FMNIST_DATA": data, "PYTHONPATH": str(REPO / "src")}
@@ -84,7 +85,7 @@ def main() -> int:
           f"{'ratio':>6}  target")
     for name in args.only or ["fast", "default"]:
         flags, acc_target, s_target = CASES[name]
-        ours = [run_ours(name, flags, seed, env) for seed in range(args.seeds)]
+        ours = [run_ours(name, flags, seed, env, args.keep) for seed in range(args.seeds)]
         wall = statistics.median(r["wall"] for r in ours)
         accs = [r["test_acc"] for r in ours]
         base = [] if args.no_baseline else [run_baseline(name, 0, env)]

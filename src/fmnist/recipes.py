@@ -48,15 +48,19 @@ def register_recipe(recipe: Recipe) -> Recipe:
 register_recipe(Recipe(
     "default", "the default: cnn, Nesterov one-cycle, label smoothing, crop + flip",
     {},  # RunConfig()'s defaults are this recipe
+    expected="93.34% test (seed 0), 157 s whole process on 2 CPU cores (AMD EPYC, bf16)",
     chosen="peak lr 0.2 and 15 epochs among 0.1/0.2/0.4 x 12/15 epochs: val 93.50% at epoch 14",
 ))
 
 register_recipe(Recipe(
     "fast", "the quickest route to the tutorial's 88%: mlp, Adam one-cycle, 8 epochs",
+    expected="88.9% test (seed 0, lr 2e-3), 4.9 s of training on 2 CPU cores (AMD EPYC)",
     {"model": {"name": "mlp"},
-     "optim": {"name": "adam", "lr": 2e-3, "weight_decay": 0.0},
+     "optim": {"name": "adam", "lr": 4e-3, "weight_decay": 0.0},
      "train": {"epochs": 8, "batch_size": 128, "warmup_epochs": 0.5, "label_smoothing": 0.0}},
-    chosen="epochs and lr among 6/8 epochs x 2e-3/4e-3 on the validation split",
+    chosen="Adam lr x epochs among 2e-3/4e-3 x 5/6/8: best val 89.62% (4e-3, 8; 2e-3: "
+    "88.72/89.06/89.44%); our M-SGD (no torch._dynamo import) 0.1/0.2/0.4/0.8 x 5 epochs: "
+    "87.12-88.58%, 0.4 x 6: 88.90%",
 ))
 
 # TensorFlow's "Basic classification" tutorial, setting for setting: Flatten, Dense(128,
@@ -73,11 +77,13 @@ register_recipe(Recipe(
      "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "kwargs": {"eps": 1e-7}},
      "train": {"epochs": 10, "batch_size": 32, "schedule": "constant", "warmup_epochs": 0.0,
                "label_smoothing": 0.0, "precision": "fp32", "select": "last"}},
+    expected="87.89% test (seed 0), 116 s of training on 1 thread of a busy 2-core Xeon",
     chosen="not chosen: the tutorial's own settings",
 ))
 
 register_recipe(Recipe(
     "best-cpu", "the most accurate on a CPU: resnet, 60 epochs, random erasing, mirror TTA",
+    expected="94.63% test (seed 0), 21 min whole process on 2 CPU cores (AMD EPYC, bf16)",
     {"model": {"name": "resnet"}, "data": {"erase": 0.25},
      "train": {"epochs": 60, "warmup_epochs": 6.0, "tta": True}},
     chosen="erasing 0.25 and mirror TTA (+0.2% val for resnet) and 60 epochs, checked on "
