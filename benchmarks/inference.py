@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=50, help="batch-1 calls timed (default: 50)")
     args = ap.parse_args()
 
-    from fmnist.export.onnx import INPUT, PixelModel, export_proto, finish_proto, pixel_model, session
+    from fmnist.export.onnx import (INPUT, PixelModel, export_proto, finish_proto, pixel_model,
+                                    session)
 
     torch.set_num_threads(args.threads)
     run = None
@@ -58,7 +59,8 @@ def main() -> None:
         images = load("fashion-mnist", "test", download=False, progress=False).images
     except Exception:  # no data here: random pixels cost the same
         images = np.random.default_rng(0).integers(0, 256, (10_000, 28, 28), dtype=np.uint8)
-    sess = session(finish_proto(export_proto(module), {"model": name, "input": "uint8"}), args.threads)
+    meta = {"model": name, "input": "uint8 (N, 28, 28)"}
+    sess = session(finish_proto(export_proto(module), meta), args.threads)
     one, batches = images[:1], [images[i:i + 1000] for i in range(0, len(images), 1000)]
 
     @torch.no_grad()

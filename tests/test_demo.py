@@ -72,7 +72,8 @@ def test_prepare_js_equals_python_on_picture_files(tmp_path):
         rgb = np.stack([random_picture(rng, h, w) for _ in range(3)], -1)
         files.append(tmp_path / f"rgb{i}.png")
         Image.fromarray(rgb, "RGB").save(files[-1])
-    rgba = np.dstack([random_picture(rng, 80, 64)] * 3 + [rng.integers(0, 256, (80, 64), dtype=np.uint8)])
+    alpha = rng.integers(0, 256, (80, 64), dtype=np.uint8)
+    rgba = np.dstack([random_picture(rng, 80, 64)] * 3 + [alpha])
     files.append(tmp_path / "alpha.png")
     Image.fromarray(rgba.astype(np.uint8), "RGBA").save(files[-1])
     big = np.full((2100, 1500), 255, np.uint8)
@@ -112,8 +113,9 @@ def test_demo_writes_a_self_contained_site(toy, tmp_path, capsys):
     assert main(args) == 0
     assert "agree on 100/100" in capsys.readouterr().out
     names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
-    assert names == ["demo.js", "index.html", "model.json", "model.onnx", "ort/ort-wasm-simd-threaded.mjs",
-                     "ort/ort-wasm-simd-threaded.wasm", "ort/ort.wasm.min.js", "prepare.js"]
+    assert names == ["demo.js", "index.html", "model.json", "model.onnx",
+                     "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm",
+                     "ort/ort.wasm.min.js", "prepare.js"]
     meta = json.loads((site / "model.json").read_text())
     assert meta["class_names"][0] == "class0" and meta["ort_version"] == "0.0-test"
     assert meta["test_accuracy"] == run.metrics["test_acc"] and meta["input_name"] == "pixels"
@@ -137,7 +139,8 @@ def test_demo_refuses_what_it_cannot_do(toy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "holds other files" in err and err.count("\n") == 1
     assert (other / "notes.txt").read_text() == "mine"
-    assert main(["demo", str(run_dir), "--out", str(tmp_path / "s"), "--ort-dir", str(tmp_path)]) == 1
+    args = ["demo", str(run_dir), "--out", str(tmp_path / "s"), "--ort-dir", str(tmp_path)]
+    assert main(args) == 1
     err = capsys.readouterr().err
     assert "onnxruntime-web not found" in err and "make demo-deps" in err
     assert not (tmp_path / "s").exists()

@@ -26,8 +26,9 @@ from fmnist.data.images import read_picture
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
 
 
 def chromium_path() -> str | None:
@@ -90,7 +91,8 @@ class Site:
         self.server.server_close()
 
 
-def test_the_page_predicts_what_fmnist_predict_does(browser_parts, real_data_dir, tmp_path, monkeypatch):
+def test_the_page_predicts_what_fmnist_predict_does(browser_parts, real_data_dir, tmp_path,
+                                                    monkeypatch):
     from playwright.sync_api import sync_playwright
 
     from fmnist.data import load
@@ -136,12 +138,14 @@ def test_the_page_predicts_what_fmnist_predict_does(browser_parts, real_data_dir
             for path, name in zip(files, want_names):
                 page.set_input_files("#file", str(path))
                 page.wait_for_function(
-                    f"document.getElementById('top').dataset.source === {path.name!r}", timeout=30_000)
+                    f"document.getElementById('top').dataset.source === {path.name!r}",
+                    timeout=30_000)
                 assert page.get_attribute("#top", "data-label") == name, path.name
                 fed = np.array(page.evaluate(
                     "Array.from(document.getElementById('fed').getContext('2d')"
                     ".getImageData(0, 0, 28, 28).data.filter((_, i) => i % 4 === 0))"), np.uint8)
-                np.testing.assert_array_equal(fed.reshape(28, 28), read_picture(path), err_msg=path.name)
+                np.testing.assert_array_equal(fed.reshape(28, 28), read_picture(path),
+                                              err_msg=path.name)
             assert page.locator("#bars .bar").count() == 10
             # a drawing with the mouse gets a prediction too
             box = page.locator("#pad").bounding_box()
@@ -150,8 +154,8 @@ def test_the_page_predicts_what_fmnist_predict_does(browser_parts, real_data_dir
             for x, y in ((200, 60), (200, 230), (80, 230), (80, 60)):
                 page.mouse.move(box["x"] + x, box["y"] + y, steps=5)
             page.mouse.up()
-            page.wait_for_function("document.getElementById('top').dataset.source === 'drawing'",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "document.getElementById('top').dataset.source === 'drawing'", timeout=30_000)
             shot = np.asarray(Image.open(io.BytesIO(page.screenshot())).convert("L"))
             assert errors == []
         finally:

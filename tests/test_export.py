@@ -16,9 +16,10 @@ from fmnist.cli import main
 from fmnist.config import RunConfig
 from fmnist.models import MODELS
 
-onnx = pytest.importorskip("onnx", reason="the export extra is not installed (pip install 'fmnist[export]')")
-ort = pytest.importorskip("onnxruntime", reason="the export extra is not installed")
-pytest.importorskip("onnxscript", reason="the export extra is not installed")
+EXTRA = "the export extra is not installed (pip install 'fmnist[export]')"
+onnx = pytest.importorskip("onnx", reason=EXTRA)
+ort = pytest.importorskip("onnxruntime", reason=EXTRA)
+pytest.importorskip("onnxscript", reason=EXTRA)
 
 from fmnist.export.onnx import INPUT, OPSET, TOLERANCE, export_onnx  # noqa: E402
 
@@ -116,9 +117,11 @@ def test_safetensors_round_trip_without_pickle(toy, tmp_path):
     model, card = load_safetensors(paths[0])
     assert card == json.loads(paths[1].read_text())
     assert card["model"] == "cnn" and card["class_names"][0] == "class0"
-    assert card["accuracy"]["value"] == run.metrics["test_acc"] and card["accuracy"]["split"] == "test"
+    assert card["accuracy"]["value"] == run.metrics["test_acc"]
+    assert card["accuracy"]["split"] == "test"
     assert card["input"]["mean"] == run.facts.mean and card["input"]["std"] == run.facts.std
-    assert all(t.dtype == torch.float32 for t in model.state_dict().values() if t.is_floating_point())
+    floats = [t for t in model.state_dict().values() if t.is_floating_point()]
+    assert all(t.dtype == torch.float32 for t in floats)
     x = torch.from_numpy(toy.arrays["test_images"][:8]).unsqueeze(1).float() / 255
     x = (x - run.facts.mean) / run.facts.std
     with torch.no_grad():
@@ -153,7 +156,8 @@ def test_predict_onnx_on_a_split(toy, tmp_path, capsys):
     main(["export", str(run.dir), "--format", "onnx", "--out", str(tmp_path / "x"), "--threads", "1"])
     capsys.readouterr()
     assert main(["predict", "--onnx", str(tmp_path / "x" / "model.onnx")]) == 0
-    assert f"accuracy {100 * run.metrics['test_acc']:.2f}% on 100 labelled images" in capsys.readouterr().out
+    want = f"accuracy {100 * run.metrics['test_acc']:.2f}% on 100 labelled images"
+    assert want in capsys.readouterr().out
 
 
 def _one_line_error(capsys, *needles: str) -> None:
@@ -187,7 +191,8 @@ def test_bad_input_is_one_line(toy, tmp_path, capsys):
     graph = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g",
                          [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
                          [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 18)]), str(tmp_path / "other.onnx"))
+    other = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)])
+    onnx.save(other, str(tmp_path / "other.onnx"))
     assert main(["predict", "--onnx", str(tmp_path / "other.onnx")]) == 1
     _one_line_error(capsys, "other.onnx", "not a model written by `fmnist export`")
 

@@ -143,7 +143,8 @@ def _train_parser(sub) -> None:
                    "its last checkpoint with its saved settings (other training flags are refused)")
     _outputs(g, quiet="no progress bar or epoch lines", dry_run="print the config and exit")
     e = _command(sub, "evaluate", cmd_evaluate, "re-score a run's weights on a split")
-    pr = _command(sub, "predict", cmd_predict, "predictions of a run (or an exported ONNX model) for a split, IDX files or pictures")
+    pr = _command(sub, "predict", cmd_predict, "predictions of a run (or an exported ONNX "
+                  "model) for a split, IDX files or pictures")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     pr.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
                     help="the run whose weights predict (or give --onnx)")

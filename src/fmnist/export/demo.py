@@ -36,7 +36,8 @@ def find_ort_web(ort_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     elif os.environ.get("FMNIST_ORT_WEB"):
         candidates = [Path(os.environ["FMNIST_ORT_WEB"])]
     else:  # an editable install: src/fmnist/export/demo.py -> the project root
-        candidates = [root / ORT_PACKAGE / "dist" for root in (Path(__file__).resolve().parents[3], Path.cwd())]
+        roots = (Path(__file__).resolve().parents[3], Path.cwd())
+        candidates = [root / ORT_PACKAGE / "dist" for root in roots]
     for folder in candidates:
         if all((folder / name).is_file() for name in ORT_FILES):
             return folder, _version(folder.parent / "package.json")
@@ -56,7 +57,8 @@ def check_site_target(out: Path) -> None:
     """Refuse to replace anything but an empty folder or an earlier demo."""
     if out.exists() and not out.is_dir():
         raise WriteError(f"--out {out}: is a file; give a folder for the site", out)
-    if out.is_dir() and any(out.iterdir()) and not ((out / MARKER).is_file() and (out / "index.html").is_file()):
+    earlier_demo = (out / MARKER).is_file() and (out / "index.html").is_file()
+    if out.is_dir() and any(out.iterdir()) and not earlier_demo:
         raise WriteError(f"--out {out}: holds other files; give an empty or new folder "
                          "(an earlier demo there is replaced)", out)
 

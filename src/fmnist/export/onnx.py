@@ -87,8 +87,8 @@ def export_proto(module: PixelModel):
                 output_names=list(OUTPUTS), dynamic_shapes=({0: torch.export.Dim("batch")},),
                 optimize=True, verbose=False)
     except Exception as exc:  # the exporter's own errors are long; the cause is the last line
-        raise FmnistError(f"torch.onnx.export failed for this model: "
-                          f"{str(exc).strip().splitlines()[-1][:300]}") from exc
+        last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+        raise FmnistError(f"torch.onnx.export failed for this model: {last}") from exc
     return program.model_proto
 
 

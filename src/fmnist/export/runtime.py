@@ -72,7 +72,9 @@ class OnnxClassifier:
         name = self.meta["input_name"]
         out = [self.session.run(["probabilities"], {name: images[i:i + batch_size]})[0]
                for i in range(0, len(images), batch_size)]
-        probs = np.concatenate(out).astype(np.float64) if out else np.zeros((0, len(self.class_names)))
+        if not out:
+            return np.zeros((0, len(self.class_names)))
+        probs = np.concatenate(out).astype(np.float64)
         return probs / probs.sum(1, keepdims=True)  # rows sum to 1 in float64, as torch's
 
 
