@@ -68,6 +68,7 @@ def build_demo(run_dir: str | os.PathLike, out: str | os.PathLike = "site",
                tolerance: float | None = None, log=print) -> Path:
     """Write the site into `out`: built in a temp folder beside it, then swapped in whole."""
     from ..runs import check_writable
+    from . import need
     from .bundle import ONNX_FILE, load_for_export
     from .onnx import INPUT, TOLERANCE, export_onnx
 
@@ -75,6 +76,8 @@ def build_demo(run_dir: str | os.PathLike, out: str | os.PathLike = "site",
     check_site_target(out)
     check_writable(out.parent if str(out.parent) else Path("."))
     ort_folder, ort_version = find_ort_web(ort_dir)  # before the slow part
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        need(module, "The demo's ONNX export")
     run, test = load_for_export(run_dir, data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
