@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,7 @@ def test_demo_writes_a_self_contained_site(toy, tmp_path, capsys):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".site")] == []
 
 
-def test_demo_refuses_what_it_cannot_do(toy, tmp_path, capsys):
+def test_demo_refuses_what_it_cannot_do(toy, tmp_path, capsys, monkeypatch):
     run_dir = tmp_path / "not-a-run"
     dist = fake_ort(tmp_path / "web")
     other = tmp_path / "other"
@@ -144,3 +145,7 @@ def test_demo_refuses_what_it_cannot_do(toy, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "onnxruntime-web not found" in err and "make demo-deps" in err
     assert not (tmp_path / "s").exists()
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # the export extra missing
+    assert main(["demo", str(run_dir), "--out", str(tmp_path / "s"), "--ort-dir", str(dist)]) == 1
+    err = capsys.readouterr().err
+    assert "onnxscript" in err and "fmnist[export]" in err and err.count("\n") == 1
