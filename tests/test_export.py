@@ -110,7 +110,8 @@ def test_safetensors_round_trip_without_pickle(toy, tmp_path):
     from fmnist.export.weights import export_safetensors, load_safetensors
 
     run = toy_run(tmp_path, "cnn", precision="auto")  # bf16 where the CPU has it
-    paths = export_safetensors(run, tmp_path / "w")
+    paths, checked = export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
+    assert "without pickle" in checked and "on 100 test images" in checked
     blob = paths[0].read_bytes()
     header = int.from_bytes(blob[:8], "little")
     assert blob[8:9] == b"{" and json.loads(blob[8:8 + header])["__metadata__"]["fmnist_card"]
@@ -206,3 +207,19 @@ def test_a_missing_extra_is_named(toy, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     assert main(["predict", "--onnx", str(tmp_path / "m.onnx")]) == 1
     _one_line_error(capsys, "onnxruntime", "fmnist[export]")
+
+
+def test_safetensors_whose_card_does_not_reproduce_the_run_are_refused(toy, tmp_path, monkeypatch):
+    import fmnist.export.weights as w
+
+    real = w.model_card
+
+    def wrong_card(run):  # a card that would feed the model differently
+        card = real(run)
+        card["input"]["std"] *= 2
+        return card
+    monkeypatch.setattr(w, "model_card", wrong_card)
+    run = toy_run(tmp_path)
+    with pytest.raises(Exception, match="not written: the weights read back"):
+        w.export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
+    assert not (tmp_path / "w").exists()

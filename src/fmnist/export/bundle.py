@@ -60,5 +60,7 @@ def export_run(run_dir: str | os.PathLike, formats: tuple[str, ...] = FORMATS,
         written.append(path)
     if "safetensors" in formats:
         from .weights import export_safetensors
-        written += export_safetensors(run, out)
+        paths, checked = export_safetensors(run, out, test.images)
+        log(checked)
+        written += paths
     return written

@@ -11,6 +11,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .. import __version__
@@ -41,8 +42,11 @@ def model_card(run) -> dict:
     }
 
 
-def export_safetensors(run, out_dir: str | os.PathLike) -> list[Path]:
-    """Write out_dir/model.safetensors and out_dir/model.json (each atomically)."""
+def export_safetensors(run, out_dir: str | os.PathLike,
+                       images: np.ndarray | None = None) -> tuple[list[Path], str]:
+    """Write out_dir/model.safetensors and out_dir/model.json (each atomically), once the
+    bytes, read back without pickle into a model built from the card alone, give the run's
+    fp32 logits on `images` (uint8 (N, 28, 28); some of the test split); and what was checked."""
     st = need("safetensors.torch", "safetensors export")
     out_dir = Path(out_dir)
     card = model_card(run)
@@ -51,8 +55,29 @@ def export_safetensors(run, out_dir: str | os.PathLike) -> list[Path]:
     state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in run.model.state_dict().items()}
     blob = st.save(state, metadata={"format": "pt", "fmnist_card": json.dumps(card)})
+    checked = _check_round_trip(run, blob, card, images, out_dir / "model.safetensors")
     return [atomic_write_bytes(out_dir / "model.safetensors", blob),
-            atomic_write_json(out_dir / "model.json", card)]
+            atomic_write_json(out_dir / "model.json", card)], checked
+
+
+@torch.no_grad()
+def _check_round_trip(run, blob: bytes, card: dict, images: np.ndarray | None, path: Path) -> str:
+    from ..models import build_model
+    from .onnx import PixelModel, pixel_model
+
+    st = need("safetensors.torch", "safetensors export")
+    model = build_model(card["model"], **card["model_args"])
+    model.load_state_dict(st.load(blob))
+    x = torch.from_numpy(np.asarray(images if images is not None else
+                                    np.zeros((1, 28, 28), np.uint8))[:1000])
+    inp = card["input"]
+    got = PixelModel(model.eval(), inp["mean"], inp["std"], card["tta"])(x)[0]
+    diff = float((got - pixel_model(run)(x)[0]).abs().max())
+    if not diff <= 1e-5:  # the same fp32 ops on the same weights: equal up to kernel choice
+        raise FmnistError(f"{path}: not written: the weights read back give logits "
+                          f"{diff:.2e} away from the run's")
+    return (f"safetensors read back without pickle into a {card['model']!r} built from the "
+            f"card: max |logit difference| {diff:.1e} on {len(x):,} test images")
 
 
 def load_safetensors(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
