@@ -185,6 +185,8 @@ def test_bad_input_is_one_line(toy, tmp_path, capsys):
     _one_line_error(capsys, "RUN_DIR", "--onnx")
     assert main(["predict", str(run.dir), "--onnx", "m.onnx"]) == 1
     _one_line_error(capsys, "not both")
+    assert main(["predict", "--onnx", "m.onnx", "--device", "cpu"]) == 1
+    _one_line_error(capsys, "--device")
     (tmp_path / "fake.onnx").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
     assert main(["predict", "--onnx", str(tmp_path / "fake.onnx")]) == 1
     _one_line_error(capsys, "fake.onnx", "not an ONNX model")

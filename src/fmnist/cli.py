@@ -109,6 +109,9 @@ def cmd_predict(args) -> None:
     if args.run_dir is not None and args.onnx is not None:
         raise ConfigError("give a RUN_DIR or --onnx MODEL.onnx, not both")
     if args.onnx is not None:  # onnxruntime alone: torch is never imported on this path
+        if args.device != "auto":
+            raise ConfigError("--device chooses where a RUN_DIR's model runs; --onnx runs on "
+                              "the CPU with onnxruntime: drop --device")
         from .export.runtime import predict_onnx
         p = predict_onnx(args.onnx, args.images, args.split, args.out, args.data_dir)
     else:
@@ -269,7 +272,8 @@ def _export_parsers(sub) -> None:
                  description="Export a run's model: model.onnx takes uint8 pixels (N, 28, 28) "
                  "and does the run's input scaling inside; it is scored by onnxruntime and "
                  "torch on the test images and written only if they agree. model.safetensors "
-                 "holds the fp32 weights, model.json the model card.")
+                 "holds the fp32 weights, model.json the model card (both read back and "
+                 "checked first).")
     x.add_argument("--format", default="onnx,safetensors", metavar="LIST",
                    help="comma-separated: onnx, safetensors (default: %(default)s)")
     x.add_argument("--out", type=Path, metavar="DIR", help="folder to write (default: RUN_DIR/export)")
