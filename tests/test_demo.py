@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import PIL
 import pytest
 from PIL import Image
 
@@ -17,6 +18,10 @@ from fmnist.cli import main
 from fmnist.data.images import prepare, read_picture
 
 SITE = Path(__file__).resolve().parents[1] / "src" / "fmnist" / "export" / "site"
+# prepare.js follows Pillow 13's order of the two resampling passes; an older Pillow always
+# runs the horizontal one first, which moves some pixels by a grey level or two
+PILLOW_13 = int(PIL.__version__.split(".")[0]) >= 13
+RESIZE_TOL = 0 if PILLOW_13 else 3
 NODE = shutil.which("node")
 RUNNER = """
 const prep = require(process.argv[1]);
@@ -61,7 +66,7 @@ def test_prepare_js_equals_python_on_grey_arrays():
     pictures += [np.zeros((5, 9), np.uint8), np.full((40, 30), 255, np.uint8)]  # blank, white
     got = run_js([{"w": p.shape[1], "h": p.shape[0], "grey": _b64(p)} for p in pictures])
     for p, g in zip(pictures, got):
-        np.testing.assert_array_equal(g, prepare(p), err_msg=f"picture {p.shape}")
+        assert np.abs(g.astype(int) - prepare(p)).max() <= RESIZE_TOL, f"picture {p.shape}"
 
 
 def test_prepare_js_equals_python_on_picture_files(tmp_path):
@@ -89,7 +94,7 @@ def test_prepare_js_equals_python_on_picture_files(tmp_path):
     for f, g in zip(files, run_js(cases)):
         want = read_picture(f)
         # the box reduction of big pictures rounds like Pillow's to within a grey level
-        tol = 2 if f.name == "big.png" else 0
+        tol = 2 if f.name == "big.png" else RESIZE_TOL
         assert np.abs(g.astype(int) - want).max() <= tol, f.name
 
 
