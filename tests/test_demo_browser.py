@@ -101,8 +101,11 @@ def test_the_page_predicts_what_fmnist_predict_does(browser_parts, real_data_dir
 
     chromium, ort_dir = browser_parts
     monkeypatch.setenv("FMNIST_DATA", str(real_data_dir))
-    config = RunConfig().replace(  # a quick real model: confident, so no near-ties
-        data={"train_limit": 6000, "val_size": 1000}, model={"name": "mlp"},
+    # the default model, briefly trained on real data (confident, so no near-ties), in fp32:
+    # then `fmnist predict` computes what the page does (a bf16 run's torch path rounds
+    # its activations, the export is fp32)
+    config = RunConfig().replace(
+        data={"train_limit": 6000, "val_size": 1000}, model={"name": "cnn"},
         optim={"name": "adam", "lr": 2e-3},
         train={"epochs": 2, "threads": 1, "precision": "fp32", "eval_subset": 1000})
     run = api.train(config, out=tmp_path / "run", plots=False)
