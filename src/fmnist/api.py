@@ -6,7 +6,7 @@ writes every file, `evaluate` and `metrics` score.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,10 +20,10 @@ from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
 from .device import set_threads, usable_cores
-from .errors import ConfigError, DataError, RunError, WriteError
+from .errors import ConfigError, RunError, WriteError
 from .evaluate import probabilities
-from .fsutil import check_target
 from .loop import Log, State, TrainingDiverged, fit
+from .prediction import Prediction, predict_with
 
 
 @dataclass
@@ -226,48 +226,11 @@ def open_run(run_dir: str | os.PathLike, device: str = "auto") -> Run:
     return Run.load(run_dir, device=str(dev))
 
 
-@dataclass
-class Prediction:
-    names: list[str]  # per image: the file it came from, or "" for a data-set split
-    labels: np.ndarray  # (N,) true labels, -1 where unknown
-    probs: np.ndarray  # (N, C)
-    path: Path  # the CSV written
-    accuracy: float | None  # over the images with a known label
-    class_names: tuple[str, ...] = ()
-    failures: list[str] = field(default_factory=list)  # the files that could not be read, why
-
-    def summary(self, show: int = 20) -> str:
-        """The first `show` pictures' top classes, the accuracy where labels are known, the CSV."""
-        lines = [f"  {name}: {self.class_names[row.argmax()]} ({100 * row.max():.1f}%)"
-                 for name, row in list(zip(self.names, self.probs))[:show] if name]
-        if self.accuracy is not None:
-            lines.append(f"accuracy {100 * self.accuracy:.2f}% on {int((self.labels >= 0).sum())} "
-                         "labelled images")
-        return "\n".join(lines + [f"wrote {len(self.probs)} predictions to {self.path}"])
-
-
 def predict(run: Run, images: list[Path] | None = None, split: str = "test",
             out: Path | None = None, data_dir: str | os.PathLike | None = None) -> Prediction:
     """Predict a split of the run's data set, or IDX files and pictures; write the CSV."""
-    what = images[0].name if images else split
-    out = Path(out) if out else run.dir / f"predictions-{what}.csv"
-    runs.check_writable(out.parent)
-    check_target(out)  # before anything is read or predicted
-    failures: list[str] = []
-    if images:
-        from .data.images import read_images
-        x, names, failures = read_images(images)
-        if not names:  # nothing readable: the reasons, and no CSV
-            raise DataError("; ".join(failures))
-        labels = np.full(len(names), -1)
-    else:
-        part = load(run.config.data.dataset, split, data_dir=data_folder(run.config, data_dir))
-        x, labels, names = part.images, part.labels, [""] * len(part.labels)
-    probs = run.predict(x)
-    path = runs.save_predictions(out.parent, labels, probs, name=out.name)
-    known = labels >= 0
-    acc = float((probs.argmax(1)[known] == labels[known]).mean()) if known.any() else None
-    return Prediction(names, labels, probs, path, acc, run.facts.class_names, failures)
+    return predict_with(run.predict, run.facts.class_names, run.config.data.dataset, run.dir,
+                        images, split, out, data_folder(run.config, data_dir))
 
 
 def redraw(directory: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[Path]:

@@ -104,9 +104,20 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    from .api import open_run, predict
-
-    p = predict(open_run(args.run_dir, args.device), args.images, args.split, args.out, args.data_dir)
+    if args.run_dir is None and args.onnx is None:
+        raise ConfigError("give a RUN_DIR, or --onnx MODEL.onnx (from `fmnist export`)")
+    if args.run_dir is not None and args.onnx is not None:
+        raise ConfigError("give a RUN_DIR or --onnx MODEL.onnx, not both")
+    if args.onnx is not None:  # onnxruntime alone: torch is never imported on this path
+        if args.device != "auto":
+            raise ConfigError("--device chooses where a RUN_DIR's model runs; --onnx runs on "
+                              "the CPU with onnxruntime: drop --device")
+        from .export.runtime import predict_onnx
+        p = predict_onnx(args.onnx, args.images, args.split, args.out, args.data_dir)
+    else:
+        from .api import open_run, predict
+        p = predict(open_run(args.run_dir, args.device), args.images, args.split, args.out,
+                    args.data_dir)
     print(p.summary())
     if p.failures:  # the readable files were predicted; the others are named
         raise FmnistError(f"{len(p.failures)} of {len(args.images)} files not predicted: "
@@ -146,9 +157,14 @@ def _train_parser(sub) -> None:
                    "its last checkpoint with its saved settings (other training flags are refused)")
     _outputs(g, quiet="no progress bar or epoch lines", dry_run="print the config and exit")
     e = _command(sub, "evaluate", cmd_evaluate, "re-score a run's weights on a split")
-    pr = _command(sub, "predict", cmd_predict, "write a run's predictions for a split, IDX files or pictures")
+    pr = _command(sub, "predict", cmd_predict, "predictions of a run (or an exported ONNX "
+                  "model) for a split, IDX files or pictures")
+    e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    pr.add_argument("run_dir", type=Path, metavar="RUN_DIR", nargs="?",
+                    help="the run whose weights predict (or give --onnx)")
+    pr.add_argument("--onnx", type=Path, metavar="MODEL.onnx", help="score with a model from "
+                    "`fmnist export` in onnxruntime instead of a run (torch is not loaded)")
     for q in (e, pr):
-        q.add_argument("run_dir", type=Path, metavar="RUN_DIR")
         q.add_argument("--device", choices=DEVICES, default="auto")
         q.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
     e.add_argument("--split", choices=("test", "train"), default="test")
@@ -156,7 +172,8 @@ def _train_parser(sub) -> None:
     src.add_argument("--split", choices=("test", "train"), default="test")
     src.add_argument("--images", type=Path, nargs="+", metavar="FILE", help="IDX files of uint8 "
                      "28x28 images, or pictures (PNG, JPEG, ...) prepared like the data set's")
-    pr.add_argument("--out", type=Path, help="CSV to write (default: RUN_DIR/predictions-<what>.csv)")
+    pr.add_argument("--out", type=Path, help="CSV to write (default: predictions-<what>.csv in "
+                    "RUN_DIR, or beside MODEL.onnx)")
     _command(sub, "models", cmd_list, "list the models with their parameter counts")
     _command(sub, "optimizers", cmd_list, "list the optimizers with their defaults")
     _command(sub, "recipes", cmd_list, "list the recipes: model, expected accuracy and time, how chosen")
@@ -228,13 +245,74 @@ def _plot_parsers(sub) -> None:
     r.add_argument("--redraw", action="store_true", help="redraw the figures first")
 
 
+# ---------------------------------------------------------------- export, demo
+def cmd_export(args) -> None:
+    from .device import set_threads
+    from .export.bundle import export_run, parse_formats
+
+    formats = parse_formats(args.format)
+    set_threads(args.threads)
+    for path in export_run(args.run_dir, formats, args.out, args.data_dir, args.tolerance):
+        print(f"wrote {path}")
+
+
+def cmd_demo(args) -> None:
+    from .device import set_threads
+    from .export.demo import build_demo
+
+    set_threads(args.threads)
+    site = build_demo(args.run_dir, args.out, args.data_dir, args.ort_dir, args.tolerance)
+    print(f"wrote {site}/ (index.html, model.onnx, onnxruntime-web); try it offline:\n"
+          f"  python -m http.server --directory {site} 8000   # then open http://127.0.0.1:8000/")
+
+
+def _tolerance(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be a finite number > 0")
+    return value
+
+
+def _export_parsers(sub) -> None:
+    from .flags import int_at_least
+
+    x = _command(sub, "export", cmd_export, "write a run's model as ONNX (verified) and safetensors",
+                 description="Export a run's model: model.onnx takes uint8 pixels (N, 28, 28) "
+                 "and does the run's input scaling inside; it is scored by onnxruntime and "
+                 "torch on the test images and written only if they agree. model.safetensors "
+                 "holds the fp32 weights, model.json the model card (both read back and "
+                 "checked first).")
+    x.add_argument("--format", default="onnx,safetensors", metavar="LIST",
+                   help="comma-separated: onnx, safetensors (default: %(default)s)")
+    x.add_argument("--out", type=Path, metavar="DIR", help="folder to write (default: RUN_DIR/export)")
+    d = _command(sub, "demo", cmd_demo, "write a static web page that runs the model in the browser",
+                 description="Write a static site (index.html, demo.js, model.onnx, the "
+                 "onnxruntime-web runtime) that classifies drawings and photos in the browser, "
+                 "offline, served by any static server (python -m http.server).")
+    d.add_argument("--out", type=Path, metavar="DIR", default=Path("site"),
+                   help="site folder (default: %(default)s; a previous demo there is replaced)")
+    d.add_argument("--ort-dir", type=Path, metavar="DIR", help="onnxruntime-web's dist/ folder "
+                   "(default: web/node_modules/onnxruntime-web/dist, installed by `make demo-deps`)")
+    for q in (x, d):
+        q.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+        q.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
+        q.add_argument("--tolerance", type=_tolerance, metavar="T", help="largest |logit difference| "
+                       "between torch and onnxruntime accepted (default: 1e-4)")
+        q.add_argument("--threads", type=int_at_least(0), default=0,
+                       help="CPU threads for torch (0: every usable core)")
+
+
 # ---------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fmnist", description="Train, compare and explain image classifiers on Fashion-MNIST.")
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers):
+    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers, _export_parsers):
         add(sub)
     return parser
 

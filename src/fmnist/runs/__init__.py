@@ -11,7 +11,6 @@ runs/<time>-<model>/
 A comparison is a folder of such run directories plus plan.json and summary.json
 (comparison.py). Nothing here is a pickle that can run code (checkpoint.py).
 """
-from .checkpoint import CHECKPOINT_FORMAT, RunStore, load_checkpoint, load_weights, save_checkpoint
 from .comparison import (MEMBERS, PLAN, SUMMARY, is_comparison, member_dir, read_member,
                          read_members, read_plan, read_summary, save_plan, save_summary)
 from .files import (BEST, CHECKPOINT, CONFIG, HISTORY, METRICS, PREDICTIONS, check_out, check_writable, finite,
@@ -27,3 +26,14 @@ __all__ = [
     "read_plan", "read_predictions", "read_summary", "save_checkpoint", "save_config",
     "save_history", "save_metrics", "save_plan", "save_predictions", "save_summary",
 ]
+
+# checkpoints need torch; the other files do not, so `fmnist predict --onnx` (which writes
+# predictions.csv) runs without importing it: checkpoint names are imported on first use
+_CHECKPOINT_NAMES = ("CHECKPOINT_FORMAT", "RunStore", "load_checkpoint", "load_weights", "save_checkpoint")
+
+
+def __getattr__(name: str):
+    if name in _CHECKPOINT_NAMES:
+        from . import checkpoint
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module 'fmnist.runs' has no attribute {name!r}")

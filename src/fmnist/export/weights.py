@@ -1,0 +1,107 @@
+"""A run's weights as safetensors plus a JSON model card: loadable without pickle.
+
+model.safetensors  the state dict in fp32 (a bf16-trained run too), contiguous, CPU
+model.json         the card: model name and arguments, classes, input scaling, accuracy
+                   with its split, weights and seed; the same JSON rides in the
+                   safetensors header's metadata, so the weights file alone is enough
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..errors import FmnistError
+from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
+from . import need
+
+CARD_FORMAT = 1
+MAX_WEIGHTS_BYTES = 1 << 30  # 100 M fp32 parameters (models.MAX_PARAMETERS) plus headroom
+
+
+def model_card(run) -> dict:
+    """Everything needed to rebuild the model and feed it, and what it scored."""
+    f, m = run.facts, run.metrics or {}
+    return {
+        "format": CARD_FORMAT, "fmnist_version": __version__, "torch_version": torch.__version__,
+        "model": run.config.model.name, "model_args": f.model_args,
+        "class_names": list(f.class_names), "dataset": run.config.data.dataset,
+        "input": {"shape": [1, 28, 28], "pixels": "0 = black background, garment light",
+                  "scaling": f.scaling, "mean": f.mean, "std": f.std,
+                  "formula": "x = (pixels / 255 - mean) / std"},
+        "tta": bool(run.config.train.tta),
+        "accuracy": {"value": m.get("test_acc"), "split": m.get("split", "test"),
+                     "weights": m.get("weights"), "seed": run.config.train.seed,
+                     "split_seed": run.config.data.split_seed,
+                     "images": f.test_size or None, "trained_precision": f.precision},
+        "weights": {"file": "model.safetensors", "dtype": "float32"},
+    }
+
+
+def export_safetensors(run, out_dir: str | os.PathLike,
+                       images: np.ndarray | None = None) -> tuple[list[Path], str]:
+    """Write out_dir/model.safetensors and out_dir/model.json (each atomically), once the
+    bytes, read back without pickle into a model built from the card alone, give the run's
+    fp32 logits on `images` (uint8 (N, 28, 28); some of the test split); and what was checked."""
+    st = need("safetensors.torch", "safetensors export")
+    out_dir = Path(out_dir)
+    card = model_card(run)
+    # fp32 for floating tensors (BatchNorm's integer step counter stays int64); clone so
+    # tensors that share memory are saved as separate ones, as safetensors requires
+    state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous().clone()
+             for k, v in run.model.state_dict().items()}
+    blob = st.save(state, metadata={"format": "pt", "fmnist_card": json.dumps(card)})
+    checked = _check_round_trip(run, blob, card, images, out_dir / "model.safetensors")
+    return [atomic_write_bytes(out_dir / "model.safetensors", blob),
+            atomic_write_json(out_dir / "model.json", card)], checked
+
+
+@torch.no_grad()
+def _check_round_trip(run, blob: bytes, card: dict, images: np.ndarray | None, path: Path) -> str:
+    from ..models import build_model
+    from .onnx import PixelModel, pixel_model
+
+    st = need("safetensors.torch", "safetensors export")
+    model = build_model(card["model"], **card["model_args"])
+    model.load_state_dict(st.load(blob))
+    x = torch.from_numpy(np.asarray(images if images is not None else
+                                    np.zeros((1, 28, 28), np.uint8))[:1000])
+    inp = card["input"]
+    got = PixelModel(model.eval(), inp["mean"], inp["std"], card["tta"])(x)[0]
+    diff = float((got - pixel_model(run)(x)[0]).abs().max())
+    if not diff <= 1e-5:  # the same fp32 ops on the same weights: equal up to kernel choice
+        raise FmnistError(f"{path}: not written: the weights read back give logits "
+                          f"{diff:.2e} away from the run's")
+    return (f"safetensors read back without pickle into a {card['model']!r} built from the "
+            f"card: max |logit difference| {diff:.1e} on {len(x):,} test images")
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
+    """The model (eval mode, fp32, CPU) and card of a model.safetensors; no pickle involved."""
+    from ..models import build_model
+
+    st = need("safetensors.torch", "Loading safetensors")
+    safe_open = need("safetensors", "Loading safetensors").safe_open
+    path = Path(path)
+    read_limited(path, MAX_WEIGHTS_BYTES, "safetensors file")  # a clear error for a bad path
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            card = json.loads((f.metadata() or {}).get("fmnist_card", "null"))
+        state = st.load_file(str(path))
+    except Exception as exc:  # safetensors' own errors for a corrupt header
+        raise FmnistError(f"{path}: not a safetensors file we can read ({exc}); export the "
+                          "run again") from None
+    if not isinstance(card, dict) or "model" not in card:
+        raise FmnistError(f"{path}: has no fmnist model card in its metadata; export it with "
+                          "`fmnist export RUN_DIR --format safetensors`")
+    model = build_model(card["model"], **card["model_args"])
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FmnistError(f"{path}: its tensors do not fit a {card['model']!r} with "
+                          f"{card['model_args']} ({str(exc).splitlines()[0]})") from None
+    return model.eval(), card
