@@ -10,7 +10,7 @@ from fmnist.build import check
 from fmnist.cli import main
 from fmnist.config import RunConfig
 from fmnist.models import MODELS, build_model, count_parameters
-from fmnist.recipes import MODEL_RECIPES, RECIPES, config_from, recipe_for
+from fmnist.recipes import MODEL_RECIPES, RECIPES, recipe_for
 
 from conftest import REPO
 
@@ -111,7 +111,7 @@ def test_listing_commands_do_not_import_torch(argv):
 def test_our_optimizers_train_without_importing_dynamo(tmp_path):
     # torch._dynamo (and sympy) cost as much to import as torch itself; plain training with
     # our optimizers and no bar must not pull them in
-    code = f"""
+    code = """
 import sys
 import torch
 from fmnist.build import param_groups

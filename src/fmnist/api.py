@@ -20,10 +20,10 @@ from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
 from .device import set_threads, usable_cores
-from .errors import ConfigError, RunError, WriteError
+from .errors import RunError, WriteError
 from .evaluate import probabilities
 from .loop import Log, State, TrainingDiverged, fit
-from .prediction import Prediction, predict_with
+from .prediction import Prediction, image_batch, predict_with
 
 
 @dataclass
@@ -70,12 +70,7 @@ class Run:
 
     def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """(N, C) class probabilities for uint8 images (N, 28, 28) prepared like the data set."""
-        images = np.asarray(images)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-            raise ConfigError(f"predict wants uint8 images of shape (N, 28, 28), got "
-                              f"{images.dtype} {images.shape}")
+        images = image_batch(images, "predict")
         data = DeviceData(images, np.zeros(len(images), np.int64), self.facts.mean,
                           self.facts.std, self.parts.device)
         return probabilities(self.model, data, batch_size, self.parts.autocast, self.config.train.tta)

@@ -12,8 +12,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import runs
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .fsutil import check_target
+
+
+def image_batch(images: np.ndarray, who: str) -> np.ndarray:
+    """uint8 images (N, 28, 28) from a batch or one image (28, 28); anything else is refused,
+    naming `who` wants them (a run's predict or an exported ONNX model)."""
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ConfigError(f"{who} wants uint8 images of shape (N, 28, 28), got "
+                          f"{images.dtype} {images.shape}")
+    return images
 
 
 @dataclass

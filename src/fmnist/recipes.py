@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import RunConfig
-from .errors import ConfigError
 from .registry import Registry
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import FmnistError
 from ..fsutil import read_limited
-from ..prediction import Prediction, predict_with
+from ..prediction import Prediction, image_batch, predict_with
 from . import need
 
 MAX_MODEL_BYTES = 1 << 30  # 100 M parameters in fp32 (models.MAX_PARAMETERS) is 400 MB
@@ -63,12 +63,7 @@ class OnnxClassifier:
 
     def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """(N, C) float64 probabilities for uint8 images (N, 28, 28), as Run.predict."""
-        images = np.asarray(images)
-        if images.ndim == 2:
-            images = images[None]
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
-            raise FmnistError(f"the ONNX model wants uint8 images of shape (N, 28, 28), got "
-                              f"{images.dtype} {images.shape}")
+        images = image_batch(images, "the ONNX model")
         name = self.meta["input_name"]
         out = [self.session.run(["probabilities"], {name: images[i:i + batch_size]})[0]
                for i in range(0, len(images), batch_size)]
