@@ -10,7 +10,7 @@ Torch-free on purpose: `fmnist recipes` and `fmnist train --help` list these ins
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .config import RunConfig
@@ -24,7 +24,6 @@ class Recipe:
     settings: dict  # RunConfig.replace(**settings) parts over RunConfig()'s defaults
     expected: str = "not measured yet"  # test accuracy and time it reaches, and where
     chosen: str = ""  # how it was chosen: the validation figures
-    notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def model(self) -> str:
