@@ -21,13 +21,13 @@ sys.path.insert(0, str(REPO / "src"))
 # recipe -> candidate flag sets (each over the recipe's settings)
 CANDIDATES: dict[str, list[list[str]]] = {
     "logreg": [["--lr", lr, "--epochs", e] for lr in ("1e-3", "3e-3", "1e-2") for e in ("5", "10")],
-    "fast": [["--lr", lr, "--epochs", e] for lr in ("2e-3", "4e-3") for e in ("5", "6", "8")]
-    # our M-SGD: the same step as momentum SGD, without torch.optim's import of torch._dynamo
-    + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5"] for lr in ("0.1", "0.2", "0.4")]
-    + [["--optimizer", "msgd", "--lr", lr, "--epochs", "5", "--batch-size", "256"]
-       for lr in ("0.2", "0.4")]
-    + [["--optimizer", "msgd", "--lr", "0.8", "--epochs", "5"],
-       ["--optimizer", "msgd", "--lr", "0.4", "--epochs", "6"]],
+    # over the recipe (batch 512, Adam 8e-3, beta2 0.99): epochs x seeds, then one seed of
+    # smaller and larger batches and of torch's default beta2
+    "fast": [["--epochs", e, "--seed", sd] for e in ("6", "8", "10") for sd in ("0", "1", "2")]
+    + [["--batch-size", "128", "--lr", "4e-3", "--opt-arg", "beta2=0.999"],
+       ["--batch-size", "256", "--lr", "6e-3", "--opt-arg", "beta2=0.999"],
+       ["--batch-size", "1024", "--lr", "1.2e-2", "--epochs", "12", "--opt-arg", "beta2=0.999"],
+       ["--opt-arg", "beta2=0.999", "--precision", "fp32"]],
     "mlp2": [["--lr", lr, "--model-arg", f"dropout={d}"] for lr in ("1e-3", "2e-3")
              for d in ("0.0", "0.2")],
     "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],

@@ -70,13 +70,29 @@ def check_hparams(hp: Mapping[str, Any], where: str) -> None:
 def _undecorated(name: str) -> Callable:
     # torch.optim.Optimizer wraps add_param_group, zero_grad, state_dict and load_state_dict
     # in torch._dynamo.disable on their first call, and importing torch._dynamo (sympy and
-    # inductor with it) costs as much as importing torch: ~0.7 s of a 4-second mlp run. We
-    # never compile an optimizer, so ours call the functions themselves.
+    # inductor with it) costs as much as importing torch: ~1.3 s of a 4-second mlp run on
+    # one core. We never compile an optimizer, so ours call the functions themselves.
     fn = getattr(Optimizer, name)
     return getattr(fn, "__wrapped__", fn)
 
 
-class FmnistOptimizer(Optimizer):
+class NoDynamo:
+    """Mixin before an Optimizer class: its bookkeeping without importing torch._dynamo."""
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        _undecorated("add_param_group")(self, param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        _undecorated("zero_grad")(self, set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return _undecorated("state_dict")(self)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _undecorated("load_state_dict")(self, state_dict)
+
+
+class FmnistOptimizer(NoDynamo, Optimizer):
     """Base of our optimizers: checked hyperparameters, per group too; gradients; decay."""
 
     def __init__(self, params: Any, **defaults: Any) -> None:
@@ -88,16 +104,7 @@ class FmnistOptimizer(Optimizer):
         # ones a group brings itself ([{"params": ..., "lr": -1}] would pass unseen)
         own = {k: v for k, v in param_group.items() if k != "params"}
         check_hparams(own, f"{type(self).__name__} parameter group")
-        _undecorated("add_param_group")(self, param_group)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        _undecorated("zero_grad")(self, set_to_none)
-
-    def state_dict(self) -> dict[str, Any]:
-        return _undecorated("state_dict")(self)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        _undecorated("load_state_dict")(self, state_dict)
+        super().add_param_group(param_group)
 
     def _with_grads(
         self, group: dict[str, Any]
