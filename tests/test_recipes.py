@@ -41,7 +41,7 @@ def test_every_recipe_builds(name):
 def test_model_recipe_differs_from_the_default(capsys):
     # the obvious command is the good one: --model mlp takes the mlp's recipe, not the cnn's
     mlp = dry_run(capsys, "--model", "mlp")
-    assert mlp.optim.name == "adam" and mlp.optim.lr == 4e-3 and mlp.train.epochs == 8
+    assert mlp.optim.name == "adam" and mlp.optim.lr == 8e-3 and mlp.train.batch_size == 512
     assert dry_run(capsys) == RunConfig()  # no flag: the default recipe, RunConfig's defaults
 
 
