@@ -19,6 +19,19 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 
+def torch_optimizer(torch, name: str, params, hp: dict, build_optimizer):
+    """torch.optim's class as a newcomer calls it (not fmnist's fused, dynamo-free ones);
+    the paper's optimizers, which torch lacks, from fmnist."""
+    if name in ("sgd", "momentum", "nesterov"):
+        return torch.optim.SGD(params, lr=hp["lr"], momentum=hp.get("momentum", 0.0),
+                               weight_decay=hp["weight_decay"], nesterov=name == "nesterov")
+    if name in ("adam", "adamw"):
+        cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
+        return cls(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+                   weight_decay=hp["weight_decay"])
+    return build_optimizer(name, params, **hp)
+
+
 def main() -> int:
     t0 = time.perf_counter()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,7 +46,7 @@ def main() -> int:
 
     from fmnist.data import load
     from fmnist.models import build_model
-    from fmnist.optim import build_optimizer
+    from fmnist.optim import OPTIMIZERS, build_optimizer
     from fmnist.recipes import RECIPES
 
     config = RECIPES.get(args.recipe).config()
@@ -54,7 +67,8 @@ def main() -> int:
             return x.unsqueeze(0), int(self.split.labels[i])
 
     model = build_model(config.model.name, **config.model.kwargs)
-    opt = build_optimizer(config.optim.name, model.parameters(), **config.optim.hyperparameters())
+    hp = {**OPTIMIZERS.get(config.optim.name).defaults, **config.optim.hyperparameters()}
+    opt = torch_optimizer(torch, config.optim.name, model.parameters(), hp, build_optimizer)
     train_loader = DataLoader(Images(train), batch_size=config.train.batch_size, shuffle=True)
     test_loader = DataLoader(Images(test), batch_size=1000)
     acc = 0.0

@@ -131,3 +131,36 @@ def test_duplicate_registration_raises():
         register_model("mlp", "again")(spec.factory)
     assert MODELS.get("mlp") is spec  # the first entry survives
     assert isinstance(spec, ModelSpec)
+
+
+@pytest.mark.parametrize("name", ["cnn", "2c2d", "resnet"])
+def test_whitened_first_conv_decorrelates_its_input_patches(name):
+    from fmnist.models import whiten_first_conv
+    torch.manual_seed(0)
+    # correlated "images": smooth noise, so that the patch covariance is far from identity
+    images = torch.nn.functional.avg_pool2d(torch.randn(300, 1, 32, 32), 5, 1)  # (300, 1, 28, 28)
+    model = build_model(name)
+    bn_before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    whiten_first_conv(model, images)
+    assert model.training  # as it was, and batch norm saw nothing
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in bn_before.items())
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    x = images if name != "cnn" else torch.nn.functional.pixel_unshuffle(images, 2)
+    patches = torch.nn.functional.unfold(x, conv.kernel_size, conv.dilation, conv.padding,
+                                         conv.stride).transpose(1, 2).flatten(0, 1)
+    k = min(conv.out_channels // 2, patches.shape[1])
+    w = conv.weight.detach().flatten(1)[:2 * k]
+    assert torch.allclose(w[:k], -w[k:])  # +v and -v: ReLU keeps both signs of a feature
+    out = patches @ w[:k].T  # (patches, k): the filters' responses
+    cov = out.T @ out / len(out)
+    # uncorrelated, each of variance l / (l + eps) (1 but for the faintest directions, which
+    # eps keeps from being blown up), l the patch covariance's leading eigenvalues: whitened
+    values = torch.linalg.eigvalsh((patches.T @ patches / len(patches)).double()).flip(0)[:k]
+    expected = torch.diag(values / (values + 5e-4)).float()
+    assert torch.allclose(cov, expected, atol=2e-3), (cov.diag(), expected.diag())
+
+
+def test_whitening_needs_a_conv_layer():
+    from fmnist.models import whiten_first_conv
+    with pytest.raises(ConfigError, match="no conv layer"):
+        whiten_first_conv(build_model("mlp"), torch.zeros(4, 1, 28, 28))

@@ -238,3 +238,11 @@ def test_figures_use_no_pyplot():
     for path in files:
         text = path.read_text()
         assert "import pyplot" not in text and "matplotlib.pyplot" not in text
+
+
+def test_curves_of_a_watched_run_are_redrawn_at_most_every_so_often(tmp_path):
+    from fmnist.api import _curves_drawer
+    _curves_drawer(tmp_path, every_s=3600)(history(2))  # too soon after the start: not drawn
+    assert not (tmp_path / "curves.png").exists()
+    _curves_drawer(tmp_path, every_s=0)(history(2))
+    assert_drawn(tmp_path / "curves.png", colours=(BLUE, ORANGE))

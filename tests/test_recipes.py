@@ -133,3 +133,12 @@ assert "torch._dynamo" not in sys.modules, "torch._dynamo imported"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_whitening_goes_with_the_model_that_asked_for_it(capsys):
+    whitened = RunConfig().replace(model={"whiten": True})
+    assert whitened.replace(model={"name": "resnet"}).model.whiten is False  # another model
+    assert whitened.replace(model={"name": "resnet", "whiten": True}).model.whiten
+    assert main(["train", "--dry-run", "--model", "mlp", "--whiten"]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith("fmnist: error: ") and "no conv layer" in err and "Traceback" not in err

@@ -93,6 +93,8 @@ class ModelConfig:
     name: str = setting("cnn", "model name (see `fmnist models`)", flag="--model")
     kwargs: dict = setting(help="model keyword, repeatable: --model-arg dropout=0.1",
                            factory=dict, flag="--model-arg")
+    whiten: bool = setting(False, "initialise the first conv layer with the whitening of "
+                           "training patches, +/- each leading eigenvector (airbench)")
 
     def __post_init__(self) -> None:
         _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
@@ -232,13 +234,13 @@ class RunConfig:
 
         Naming another optimizer drops the learning rate, weight decay and keywords that
         were set for the old one (back to the new optimizer's defaults), and naming another
-        model its keywords, unless they are given too.
+        model its keywords and whitening, unless they are given too.
         """
         optim, model = parts.get("optim"), parts.get("model")
         if optim and optim.get("name", self.optim.name) != self.optim.name:
             parts["optim"] = {"lr": None, "weight_decay": None, "kwargs": {}, **optim}
         if model and model.get("name", self.model.name) != self.model.name:
-            parts["model"] = {"kwargs": {}, **model}
+            parts["model"] = {"kwargs": {}, "whiten": False, **model}
         new = {k: dataclasses.replace(getattr(self, k), **v) for k, v in parts.items()}
         return dataclasses.replace(self, **new)
 
