@@ -32,9 +32,50 @@ def cmd_data(args) -> None:
             raise FmnistError(failure)
     elif args.data_cmd == "info":
         print(data.describe(args.dataset, args.data_dir))
+    elif args.data_cmd == "audit":
+        cmd_audit(args)
     else:
         path = draw_samples(args.dataset, args.split, args.out, args.data_dir, args.per_class, args.seed)
         print(f"wrote {path}")
+
+
+def cmd_audit(args) -> None:
+    from .crossval import CrossValConfig
+    from .data.audit import AuditConfig, check_out, run_audit, summary_table
+    from .device import set_threads
+    from .flags import given
+
+    check_out(args.out)
+    cfg = AuditConfig(**given(args, "audit."), cv=CrossValConfig(**given(args, "cv.")))
+    set_threads(args.threads)
+    result = run_audit(args.dataset, args.data_dir, cfg, args.out, args.redo,
+                       log=None if args.quiet else print)
+    print(summary_table(result.report))
+    how = "read from the cache" if result.cached else "audited"
+    print(f"{how} in {result.seconds:.1f}s; wrote " + ", ".join(str(p) for p in result.files))
+
+
+def _audit_parser(dsub) -> argparse.ArgumentParser:
+    from .crossval import CrossValConfig
+    from .data.audit import AuditConfig
+    from .flags import add_fields, int_at_least
+
+    a = _command(dsub, "audit", cmd_data, "find duplicates, train/test overlap and likely label errors",
+                 description="Audit a data set: exact duplicates (hash of the pixels) within and "
+                 "across the splits, near duplicates across train and test (exact L2 nearest "
+                 "neighbour on the pixels), likely label errors (k-fold cross-validation, then "
+                 "confident learning with cleanlab). Writes audit.json and audit.png, cached per "
+                 "data-set checksum and settings in ~/.cache/fmnist/audit/<dataset>/, so a "
+                 "second call is instant. Needs the explain extra.")
+    add_fields(a.add_argument_group("audit"), AuditConfig, AuditConfig(), "audit.")
+    add_fields(a.add_argument_group("label errors"), CrossValConfig, CrossValConfig(), "cv.")
+    a.add_argument("--out", type=Path, metavar="DIR", help="also copy audit.json and audit.png "
+                   "here (they are always kept in the cache)")
+    a.add_argument("--redo", action="store_true", help="audit again even if the cache holds it")
+    a.add_argument("--threads", type=int_at_least(0), default=0,
+                   help="CPU threads for torch (0: every usable core)")
+    a.add_argument("--quiet", action="store_true", help="print only the table")
+    return a
 
 
 def _data_parser(sub) -> None:
@@ -44,12 +85,13 @@ def _data_parser(sub) -> None:
 
     helps = {f.name: f.metadata["help"] for f in DataConfig.__dataclass_fields__.values()}
     data = sub.add_parser("data", help="get, verify, summarise and show the data sets")
-    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{get,info,verify,show}")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{get,info,verify,show,audit}")
     for name, text in (("get", "find the IDX files or download them, then verify"),
                        ("info", "counts per split and class, pixel mean and std"),
                        ("verify", "check every file against its official checksum"),
-                       ("show", "write a PNG grid of samples, one row per class")):
-        p = _command(dsub, name, cmd_data, text)
+                       ("show", "write a PNG grid of samples, one row per class"),
+                       ("audit", None)):
+        p = _audit_parser(dsub) if name == "audit" else _command(dsub, name, cmd_data, text)
         p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS.names(),
                        help=f"{helps['dataset']} (default: %(default)s)")
         p.add_argument("--data-dir", type=Path, metavar="DIR", help=helps["data_dir"])
