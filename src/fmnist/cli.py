@@ -287,6 +287,40 @@ def _plot_parsers(sub) -> None:
     r.add_argument("--redraw", action="store_true", help="redraw the figures first")
 
 
+# ---------------------------------------------------------------- explain
+def cmd_explain(args) -> None:
+    from .explain import ExplainConfig, explain_run
+    from .flags import given
+    from .report import write_report
+
+    cfg = ExplainConfig(**given(args, "explain."))
+    result = explain_run(args.run_dir, args.data_dir, args.device, cfg, log=None if args.quiet else print)
+    for name, why in result.notes.items():
+        print(f"{name}: not drawn: {why}")
+    for path in [*result.files, write_report(args.run_dir)]:
+        print(f"wrote {path}")
+
+
+def _explain_parser(sub) -> None:
+    from .config import DEVICES
+    from .explain import ExplainConfig
+    from .flags import add_fields
+
+    p = _command(sub, "explain", cmd_explain, "draw what a run's model learned: attributions, "
+                 "t-SNE of its features, first-layer filters, class means",
+                 description="Explain a run's model into its directory: Integrated Gradients and "
+                 "occlusion maps (Captum) for two right and two wrong test images per class, a "
+                 "t-SNE map of the penultimate-layer features of every test image, the first "
+                 "convolution's filters, each class's mean image after input scaling; then "
+                 "rewrite report.html with them. A figure the model has no layer for is skipped "
+                 "with the reason. Needs the explain extra.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_fields(p.add_argument_group("explain"), ExplainConfig, ExplainConfig(), "explain.")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
+    p.add_argument("--quiet", action="store_true", help="print only the files written")
+
+
 # ---------------------------------------------------------------- export, demo
 def cmd_export(args) -> None:
     from .device import set_threads
@@ -354,7 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fmnist", description="Train, compare and explain image classifiers on Fashion-MNIST.")
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers, _export_parsers):
+    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers, _explain_parser,
+                _export_parsers):
         add(sub)
     return parser
 
