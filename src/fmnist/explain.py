@@ -75,8 +75,9 @@ def penultimate_layer(model: nn.Module) -> nn.Linear | None:
     return last if last is not None and layers.index(last) > 0 else None
 
 
-def first_filters(model: nn.Module) -> np.ndarray | None:
-    """The first Conv2d's filters as pixels see them, (O, k, k), or None without one.
+def first_filters(model: nn.Module) -> tuple[np.ndarray, int] | None:
+    """The first Conv2d's filters as pixels see them, (O, k*r, k*r), and r, the side of the
+    pixel blocks it reads (1: plain pixels); None without a convolution.
 
     A PixelUnshuffle(r) before it turns each r x r pixel block into channels, so a k x k
     filter over those channels is a (k*r) x (k*r) filter over pixels: pixel_shuffle puts
@@ -89,7 +90,7 @@ def first_filters(model: nn.Module) -> np.ndarray | None:
             w = m.weight.detach().float().cpu()  # (O, C*r*r, k, k)
             if r > 1:
                 w = torch.pixel_shuffle(w, r)  # (O, C, k*r, k*r)
-            return w.mean(1).numpy()  # one input channel (grey): the mean is the filter itself
+            return w.mean(1).numpy(), r  # one input channel (grey): the mean is the filter itself
     return None
 
 
@@ -216,7 +217,7 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     if filters is None:
         notes["explain-filters.png"] = f"{run.config.model.name} has no convolution, so no filters to draw"
     else:
-        out.files.append(save_figure(P.filters_figure(filters), d / "explain-filters.png"))
+        out.files.append(save_figure(P.filters_figure(*filters), d / "explain-filters.png"))
     means = class_means(test.images, test.labels, len(names), facts.mean, facts.std)
     out.files.append(save_figure(P.class_means_figure(means, names, facts.scaling), d / "explain-class-means.png"))
     for name in notes:  # a figure of an earlier model in the same folder would mislead

@@ -113,9 +113,9 @@ def tsne_figure(xy: np.ndarray, labels: np.ndarray, preds: np.ndarray, images: n
     return fig
 
 
-def filters_figure(filters: np.ndarray) -> Figure:
+def filters_figure(filters: np.ndarray, block: int = 1) -> Figure:
     """The first convolution's filters (O, k, k) as a grid on one shared symmetric scale, so
-    their strengths compare. Size: (0.9 * cols + 1.4) x (0.9 * rows + 1.0), cols = min(O, 8)."""
+    their strengths compare; `block`: the pixel blocks a space-to-depth stem reads. Size: (0.9 * cols + 1.4) x (0.9 * rows + 1.0), cols = min(O, 8)."""
     n, k = filters.shape[0], filters.shape[-1]
     cols = min(n, 8)
     rows = math.ceil(n / cols)
@@ -130,8 +130,9 @@ def filters_figure(filters: np.ndarray) -> Figure:
         else:
             ax.axis("off")
     fig.colorbar(shown, ax=axes, shrink=0.8, label="weight")
-    fig.suptitle(f"The first convolution's {n} filters, {k}x{k} pixels (red: responds to light, "
-                 "blue: to dark)", fontsize=10)
+    how = f", a {k // block}x{k // block} filter over {block}x{block} pixel blocks" if block > 1 else ""
+    fig.suptitle(f"The first convolution's {n} filters, {k}x{k} pixels{how}\n(red: responds to "
+                 "light, blue: to dark)", fontsize=10)
     return fig
 
 
