@@ -32,8 +32,6 @@ def cmd_data(args) -> None:
             raise FmnistError(failure)
     elif args.data_cmd == "info":
         print(data.describe(args.dataset, args.data_dir))
-    elif args.data_cmd == "audit":
-        cmd_audit(args)
     else:
         path = draw_samples(args.dataset, args.split, args.out, args.data_dir, args.per_class, args.seed)
         print(f"wrote {path}")
@@ -42,17 +40,15 @@ def cmd_data(args) -> None:
 def cmd_audit(args) -> None:
     from .crossval import CrossValConfig
     from .data.audit import AuditConfig, check_out, run_audit, summary_table
-    from .device import set_threads
     from .flags import given
 
     check_out(args.out)
     cfg = AuditConfig(**given(args, "audit."), cv=CrossValConfig(**given(args, "cv.")))
-    set_threads(args.threads)
-    result = run_audit(args.dataset, args.data_dir, cfg, args.out, args.redo,
+    result = run_audit(args.dataset, args.data_dir, cfg, args.out, args.redo, args.threads,
                        log=None if args.quiet else print)
     print(summary_table(result.report))
     how = "read from the cache" if result.cached else "audited"
-    print(f"{how} in {result.seconds:.1f}s; wrote " + ", ".join(str(p) for p in result.files))
+    print(f"{how} in {result.seconds:.1f}s: " + ", ".join(str(p) for p in result.files))
 
 
 def _audit_parser(dsub) -> argparse.ArgumentParser:
@@ -60,7 +56,7 @@ def _audit_parser(dsub) -> argparse.ArgumentParser:
     from .data.audit import AuditConfig
     from .flags import add_fields, int_at_least
 
-    a = _command(dsub, "audit", cmd_data, "find duplicates, train/test overlap and likely label errors",
+    a = _command(dsub, "audit", cmd_audit, "find duplicates, train/test overlap and likely label errors",
                  description="Audit a data set: exact duplicates (hash of the pixels) within and "
                  "across the splits, near duplicates across train and test (exact L2 nearest "
                  "neighbour on the pixels), likely label errors (k-fold cross-validation, then "

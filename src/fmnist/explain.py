@@ -23,14 +23,16 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
-from torch import nn
 
 from .config import _check, _check_numbers, setting
 from .extras import need
+
+if TYPE_CHECKING:  # torch is imported where it is used: `fmnist --help` builds this module's flags
+    import torch
+    from torch import nn
 
 
 
@@ -70,6 +72,8 @@ class Explained:
 def penultimate_layer(model: nn.Module) -> nn.Linear | None:
     """The last Linear layer when some Conv2d or Linear precedes it (its input is then a
     learned feature vector), else None (logistic regression: its input is the pixels)."""
+    from torch import nn
+
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     last = next((m for m in reversed(layers) if isinstance(m, nn.Linear)), None)
     return last if last is not None and layers.index(last) > 0 else None
@@ -82,6 +86,9 @@ def first_filters(model: nn.Module) -> tuple[np.ndarray, int] | None:
     A PixelUnshuffle(r) before it turns each r x r pixel block into channels, so a k x k
     filter over those channels is a (k*r) x (k*r) filter over pixels: pixel_shuffle puts
     every weight back where its pixel is (channel c*r*r + i*r + j, tap (a, b) -> (a*r + i, b*r + j))."""
+    import torch
+    from torch import nn
+
     r = 1
     for m in model.modules():
         if isinstance(m, nn.PixelUnshuffle):
@@ -95,18 +102,22 @@ def first_filters(model: nn.Module) -> tuple[np.ndarray, int] | None:
 
 
 def fp32_copy(model: nn.Module, device: torch.device) -> nn.Module:
+    import torch
+
     return copy.deepcopy(model).float().to(device, memory_format=torch.contiguous_format).eval()
 
 
-@torch.no_grad()
 def logits_and_features(model: nn.Module, x: torch.Tensor, batch: int = 1000):
     """(logits (N, C), features (N, F) or None): the features are the input of the
     penultimate layer's Linear, caught by a forward pre-hook."""
+    import torch
+
     layer, caught = penultimate_layer(model), []
     hook = layer.register_forward_pre_hook(lambda _m, inp: caught.append(inp[0].flatten(1).cpu())) \
         if layer is not None else None
     try:
-        logits = torch.cat([model(x[i:i + batch]).float().cpu() for i in range(0, len(x), batch)])
+        with torch.no_grad():
+            logits = torch.cat([model(x[i:i + batch]).float().cpu() for i in range(0, len(x), batch)])
     finally:
         if hook is not None:
             hook.remove()
@@ -135,6 +146,8 @@ def attributions(model: nn.Module, x: torch.Tensor, target: torch.Tensor, black:
 
     Both start from a black image (every pixel 0 before scaling, `black` after it), not
     from zeros of the scaled input, which would be a grey picture the model never saw."""
+    import torch
+
     attr = need("captum.attr", "fmnist explain")
     baseline = torch.full_like(x, black)
     ig = attr.IntegratedGradients(model).attribute(
@@ -178,6 +191,8 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     from .data import load
     from .plots import explain as P
     from .plots.style import save_figure
+
+    import torch
 
     cfg, log = cfg or ExplainConfig(), log or (lambda _m: None)
     need("captum.attr", "fmnist explain"), need("sklearn", "fmnist explain")  # before any work

@@ -84,14 +84,18 @@ def audit_dir(source: DataSource) -> Path:
 
 def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
               cfg: AuditConfig | None = None, out: str | os.PathLike | None = None,
-              redo: bool = False, log: Callable[[str], None] | None = None) -> Audit:
-    """Audit a data set (or read the cached audit of the same data and settings)."""
+              redo: bool = False, threads: int = 0, log: Callable[[str], None] | None = None) -> Audit:
+    """Audit a data set (or read the cached audit of the same data and settings, without
+    loading the data or torch); `threads`: torch's CPU threads when auditing (0: all)."""
     t0 = time.perf_counter()
     cfg, source = cfg or AuditConfig(), get_source(name)
     folder, key = audit_dir(source), audit_key(source, cfg)
     report = None if redo else _read_cached(folder, key)
     cached = report is not None
     if report is None:
+        from ..device import set_threads
+
+        set_threads(threads)
         train = load(source, "train", data_dir=data_dir)
         test = load(source, "test", data_dir=data_dir)
         report, figure = _audit(source, train, test, cfg, key, log or (lambda _m: None))
