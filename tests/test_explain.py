@@ -111,3 +111,11 @@ def test_bad_input_is_one_line(toy, tmp_path, capsys, monkeypatch):
                         if m.startswith("captum") else real(m))
     assert main(["explain", str(run.dir)]) == 1
     assert "pip install -c constraints.txt 'fmnist[explain]'" in error()
+
+
+def test_a_hand_edited_explain_json_is_named(toy, tmp_path, capsys):
+    run = toy_run(tmp_path, "logreg")
+    (run.dir / "explain.json").write_text('{"skipped": ["not a mapping"]}')
+    assert main(["report", str(run.dir)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "explain.json" in err[0] and "fmnist explain" in err[0]

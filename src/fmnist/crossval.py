@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import Facts, RunConfig, setting
+from .config import Facts, RunConfig, _check, _check_numbers, setting
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,6 @@ class CrossValConfig:
     seed: int = setting(0, "folds, weights and data order", flag="--cv-seed")
 
     def __post_init__(self) -> None:
-        from .config import _check, _check_numbers
-
         _check_numbers(self)
         _check(2 <= self.folds <= 20, "folds", self.folds, "must be in 2..20")
         _check(1 <= self.epochs <= 100, "epochs", self.epochs, "must be in 1..100")

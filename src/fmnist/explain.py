@@ -195,7 +195,8 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     import torch
 
     cfg, log = cfg or ExplainConfig(), log or (lambda _m: None)
-    need("captum.attr", "fmnist explain"), need("sklearn", "fmnist explain")  # before any work
+    for module in ("captum.attr", "sklearn.manifold"):  # a missing extra fails before any work
+        need(module, "fmnist explain")
     run = open_run(run_dir, device)
     test = load(run.config.data.dataset, "test", data_dir=data_folder(run.config, data_dir))
     facts, names, d = run.facts, run.facts.class_names, Path(run_dir)
