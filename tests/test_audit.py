@@ -64,6 +64,11 @@ def test_the_audit_finds_what_was_planted_and_caches_it(planted, tmp_path):
     t0 = time.perf_counter()
     again = run_audit("planted", cfg=FAST)
     assert again.cached and again.report == r and time.perf_counter() - t0 < 1.0
+    cached = again.folder / "audit.json"  # a cache edited by hand is audited afresh
+    cached.write_text(json.dumps({**r, "near": {"pairs": "edited"}}))
+    redone = run_audit("planted", cfg=FAST)
+    assert not redone.cached and json.loads(cached.read_text()) == redone.report
+    assert {k: v for k, v in redone.report.items() if k != "seconds"} == {k: v for k, v in r.items() if k != "seconds"}
     other = run_audit("planted", cfg=AuditConfig(near_threshold=0.0, gallery=6, cv=FAST.cv))
     assert not other.cached  # other settings, another audit
     assert [(p["train"], p["test"]) for p in other.report["near"]["pairs"]] == [COPY]

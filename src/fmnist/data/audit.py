@@ -116,7 +116,24 @@ def _read_cached(folder: Path, key: str) -> dict | None:
     except (OSError, ValueError, RecursionError):
         return None  # none yet, or damaged: audit afresh
     ok = isinstance(report, dict) and report.get("key") == key and (folder / PNG).is_file()
-    return report if ok else None
+    return report if ok and _well_formed(report) else None
+
+
+def _well_formed(report: dict) -> bool:
+    """What the table and the callers read is there with its type: an audit.json edited by
+    hand (or by another version) is audited afresh, not a traceback."""
+    try:
+        groups = [g for kind in ("train", "test", "shared") for g in report["exact"][kind]]
+        return (all(isinstance(g["train"], list) and isinstance(g["test"], list) and
+                    isinstance(g["labels_agree"], bool) for g in groups)
+                and all(isinstance(p["labels_agree"], bool) for p in report["near"]["pairs"])
+                and isinstance(report["near"]["threshold"], (int, float))
+                and all(isinstance(report["labels"][k], list) for k in ("train", "test"))
+                and all(isinstance(report["labels"][k], (int, float)) for k in ("cv_accuracy", "test_accuracy"))
+                and all(isinstance(report["sizes"][k], int) for k in ("train", "test"))
+                and isinstance(report["title"], str) and isinstance(report["settings"]["cv"]["model"], str))
+    except (KeyError, TypeError):
+        return False
 
 
 def _audit(source: DataSource, train: Split, test: Split, cfg: AuditConfig, key: str,
