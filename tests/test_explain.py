@@ -81,12 +81,14 @@ def test_penultimate_features_of_every_model(name):
 def test_the_sample_is_stratified_and_fixed():
     labels = np.arange(200) % 10
     preds = np.where(np.arange(200) < 150, labels, (labels + 1) % 10)
-    sample = E.stratified_sample(labels, preds, 2, seed=0)
+    sample = E.stratified_sample(labels, preds, 2, seed=0, classes=10)
     assert sample.shape == (10, 4)
     assert (labels[sample] == np.arange(10)[:, None]).all()
     assert (preds[sample[:, :2]] == labels[sample[:, :2]]).all()
     assert (preds[sample[:, 2:]] != labels[sample[:, 2:]]).all()
-    assert (sample == E.stratified_sample(labels, preds, 2, seed=0)).all()
+    assert (sample == E.stratified_sample(labels, preds, 2, seed=0, classes=10)).all()
+    few = E.stratified_sample(labels[:40], preds[:40], 2, seed=0, classes=11)  # all right, one class absent
+    assert few.shape == (11, 4) and (few[:, 2:] == -1).all() and (few[10] == -1).all()
 
 
 def test_bad_input_is_one_line(toy, tmp_path, capsys, monkeypatch):

@@ -126,11 +126,11 @@ def logits_and_features(model: nn.Module, x: torch.Tensor, batch: int = 1000):
 
 # --- what is shown ----------------------------------------------------------------------
 
-def stratified_sample(labels: np.ndarray, preds: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """(C, 2 * per_class) test indices: per true class `per_class` right then `per_class`
-    wrong predictions, drawn by `seed` (-1 where a class has too few)."""
+def stratified_sample(labels: np.ndarray, preds: np.ndarray, per_class: int, seed: int,
+                      classes: int) -> np.ndarray:
+    """(classes, 2 * per_class) test indices: per true class `per_class` right then
+    `per_class` wrong predictions, drawn by `seed` (-1 where a class has too few)."""
     rng = np.random.default_rng(seed)
-    classes = int(labels.max()) + 1 if len(labels) else 0
     out = np.full((classes, 2 * per_class), -1, np.int64)
     for c in range(classes):
         for j, ok in enumerate((True, False)):
@@ -207,7 +207,7 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     t = time.perf_counter()
     logits, features = logits_and_features(model, x.to(run.parts.device))
     preds = logits.argmax(1).numpy()
-    sample = stratified_sample(test.labels, preds, cfg.per_class, cfg.seed)
+    sample = stratified_sample(test.labels, preds, cfg.per_class, cfg.seed, len(names))
     chosen = sample[sample >= 0]
     maps = attributions(model, x[chosen].to(run.parts.device), torch.from_numpy(preds[chosen]).to(run.parts.device),
                         -facts.mean / facts.std, cfg)
