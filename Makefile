@@ -13,7 +13,7 @@ setup: $(VENV)/.installed
 # torch is held at 2.13.0 by constraints.txt in every install (extras whose packages ask
 # for torch included): on our machines it is a local CPU build, and any other version would
 # pull gigabytes of CUDA packages. Every optional extra is installed, so the tests run all.
-EXTRAS := test,ray,export,browser
+EXTRAS := test,ray,export,browser,explain
 $(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

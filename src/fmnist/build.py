@@ -107,7 +107,8 @@ def _facts(config: RunConfig, prepared: TrainData | None, model_args: dict, augm
         return Facts(len(prepared.class_names), tuple(prepared.class_names), prepared.mean,
                      prepared.std, model_args, augment, precision, len(prepared.train),
                      len(prepared.val), len(prepared.test), scaling,
-                     max(len(prepared.train) // config.train.batch_size, 1))
+                     max(len(prepared.train) // config.train.batch_size, 1),
+                     test_overlap_excluded=prepared.test_overlap_excluded)
     source = get_source(config.data.dataset)  # no data loaded: what the registry knows
     if scaling == "unit":
         mean, std = 0.0, 1.0

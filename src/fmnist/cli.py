@@ -37,6 +37,43 @@ def cmd_data(args) -> None:
         print(f"wrote {path}")
 
 
+def cmd_audit(args) -> None:
+    from .crossval import CrossValConfig
+    from .data.audit import AuditConfig, check_out, run_audit, summary_table
+    from .flags import given
+
+    check_out(args.out)
+    cfg = AuditConfig(**given(args, "audit."), cv=CrossValConfig(**given(args, "cv.")))
+    result = run_audit(args.dataset, args.data_dir, cfg, args.out, args.redo, args.threads,
+                       log=None if args.quiet else print)
+    print(summary_table(result.report))
+    how = "read from the cache" if result.cached else "audited"
+    print(f"{how} in {result.seconds:.1f}s: " + ", ".join(str(p) for p in result.files))
+
+
+def _audit_parser(dsub) -> argparse.ArgumentParser:
+    from .crossval import CrossValConfig
+    from .data.audit import AuditConfig
+    from .flags import add_fields, int_at_least
+
+    a = _command(dsub, "audit", cmd_audit, "find duplicates, train/test overlap and likely label errors",
+                 description="Audit a data set: exact duplicates (hash of the pixels) within and "
+                 "across the splits, near duplicates across train and test (exact L2 nearest "
+                 "neighbour on the pixels), likely label errors (k-fold cross-validation, then "
+                 "confident learning with cleanlab). Writes audit.json and audit.png, cached per "
+                 "data-set checksum and settings in ~/.cache/fmnist/audit/<dataset>/, so a "
+                 "second call is instant. Needs the explain extra.")
+    add_fields(a.add_argument_group("audit"), AuditConfig, AuditConfig(), "audit.")
+    add_fields(a.add_argument_group("label errors"), CrossValConfig, CrossValConfig(), "cv.")
+    a.add_argument("--out", type=Path, metavar="DIR", help="also copy audit.json and audit.png "
+                   "here (they are always kept in the cache)")
+    a.add_argument("--redo", action="store_true", help="audit again even if the cache holds it")
+    a.add_argument("--threads", type=int_at_least(0), default=0,
+                   help="CPU threads for torch (0: every usable core)")
+    a.add_argument("--quiet", action="store_true", help="print only the table")
+    return a
+
+
 def _data_parser(sub) -> None:
     from .config import DataConfig
     from .data import DATASETS, DEFAULT_DATASET
@@ -44,12 +81,13 @@ def _data_parser(sub) -> None:
 
     helps = {f.name: f.metadata["help"] for f in DataConfig.__dataclass_fields__.values()}
     data = sub.add_parser("data", help="get, verify, summarise and show the data sets")
-    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{get,info,verify,show}")
+    dsub = data.add_subparsers(dest="data_cmd", required=True, metavar="{get,info,verify,show,audit}")
     for name, text in (("get", "find the IDX files or download them, then verify"),
                        ("info", "counts per split and class, pixel mean and std"),
                        ("verify", "check every file against its official checksum"),
-                       ("show", "write a PNG grid of samples, one row per class")):
-        p = _command(dsub, name, cmd_data, text)
+                       ("show", "write a PNG grid of samples, one row per class"),
+                       ("audit", None)):
+        p = _audit_parser(dsub) if name == "audit" else _command(dsub, name, cmd_data, text)
         p.add_argument("--dataset", default=DEFAULT_DATASET, choices=DATASETS.names(),
                        help=f"{helps['dataset']} (default: %(default)s)")
         p.add_argument("--data-dir", type=Path, metavar="DIR", help=helps["data_dir"])
@@ -245,6 +283,40 @@ def _plot_parsers(sub) -> None:
     r.add_argument("--redraw", action="store_true", help="redraw the figures first")
 
 
+# ---------------------------------------------------------------- explain
+def cmd_explain(args) -> None:
+    from .explain import ExplainConfig, explain_run
+    from .flags import given
+    from .report import write_report
+
+    cfg = ExplainConfig(**given(args, "explain."))
+    result = explain_run(args.run_dir, args.data_dir, args.device, cfg, log=None if args.quiet else print)
+    for name, why in result.notes.items():
+        print(f"{name}: not drawn: {why}")
+    for path in [*result.files, write_report(args.run_dir)]:
+        print(f"wrote {path}")
+
+
+def _explain_parser(sub) -> None:
+    from .config import DEVICES
+    from .explain import ExplainConfig
+    from .flags import add_fields
+
+    p = _command(sub, "explain", cmd_explain, "draw what a run's model learned: attributions, "
+                 "t-SNE of its features, first-layer filters, class means",
+                 description="Explain a run's model into its directory: Integrated Gradients and "
+                 "occlusion maps (Captum) for two right and two wrong test images per class, a "
+                 "t-SNE map of the penultimate-layer features of every test image, the first "
+                 "convolution's filters, each class's mean image after input scaling; then "
+                 "rewrite report.html with them. A figure the model has no layer for is skipped "
+                 "with the reason. Needs the explain extra.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    add_fields(p.add_argument_group("explain"), ExplainConfig, ExplainConfig(), "explain.")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
+    p.add_argument("--quiet", action="store_true", help="print only the files written")
+
+
 # ---------------------------------------------------------------- export, demo
 def cmd_export(args) -> None:
     from .device import set_threads
@@ -312,7 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fmnist", description="Train, compare and explain image classifiers on Fashion-MNIST.")
     parser.add_argument("--version", action="version", version=f"fmnist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers, _export_parsers):
+    for add in (_data_parser, _train_parser, _compare_parser, _plot_parsers, _explain_parser,
+                _export_parsers):
         add(sub)
     return parser
 

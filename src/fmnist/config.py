@@ -65,6 +65,9 @@ class DataConfig:
     erase: float = setting(0.0, "random-erasing probability when augmenting")
     scaling: str = setting("standard", "input scaling: standard (zero mean, unit std over the "
                            "training pixels) or unit (pixels / 255, in [0, 1])", choices=SCALINGS)
+    exclude_test_overlap: bool = setting(False, "train without the training images whose pixels "
+                                         "equal a test image's (exact duplicates, found by hashing; "
+                                         "config.json records how many)")
 
     def __post_init__(self) -> None:
         _check_numbers(self)
@@ -282,6 +285,7 @@ class Facts:
     test_size: int = 0
     scaling: str = "standard"  # DataConfig.scaling; mean and std say what it does
     steps_per_epoch: int = 0  # optimizer steps in one pass over the training split
+    test_overlap_excluded: int = 0  # training images dropped as copies of test images
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

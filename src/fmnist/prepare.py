@@ -22,6 +22,7 @@ class TrainData:
     class_names: tuple[str, ...]
     mean: float
     std: float
+    test_overlap_excluded: int = 0  # training images dropped as exact copies of test images
 
 
 def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000) -> TrainData:
@@ -31,6 +32,11 @@ def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000
     # mean and unit variance, 2.8x the scale for Fashion-MNIST
     mean, std = normalisation(cfg.dataset, train.images) if cfg.scaling == "standard" else (0.0, 1.0)
     images, labels = train.images, train.labels
+    excluded = 0
+    if cfg.exclude_test_overlap:  # before the subset and the validation split: neither sees them
+        from .data.duplicates import in_other
+        copies = in_other(images, test.images)
+        images, labels, excluded = images[~copies], labels[~copies], int(copies.sum())
     if cfg.train_limit is not None and cfg.train_limit < len(labels):
         # a quick experiment: a stratified subset, chosen independently of the run seed
         _, keep = stratified_split(labels, cfg.train_limit, seed=cfg.split_seed + 1)
@@ -47,4 +53,4 @@ def prepare_data(cfg: DataConfig, device: torch.device, eval_subset: int = 10000
         val=on_device(images[val_idx], labels[val_idx]),
         train_eval=on_device(images[subset], labels[subset]),
         test=on_device(test.images, test.labels),
-        class_names=train.class_names, mean=mean, std=std)
+        class_names=train.class_names, mean=mean, std=std, test_overlap_excluded=excluded)

@@ -124,7 +124,26 @@ def _run_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:
         ("predictions", "Predictions", _image(d / "predictions.png", "predictions", "predictions.csv")),
         ("mistakes", "Most confident mistakes", _image(d / "mistakes.png", "mistakes", "predictions.csv")),
     ]
+    explained = _explanations(d)
+    if explained:
+        sections.append(("explanations", "Explanations", explained))
     return f"Run {d.name}", headline, sections
+
+
+def _explanations(d: Path) -> str:
+    """The figures of `fmnist explain` with a line each, and why any was not drawn; empty
+    when the run has not been explained."""
+    record = runs.read_explain(d) or {}
+    skipped = record.get("skipped", {})
+    if not record and not any((d / name).is_file() for name in runs.EXPLAIN_FIGURES):
+        return ""
+    parts = []
+    for name, (title, what) in runs.EXPLAIN_FIGURES.items():
+        if (d / name).is_file():
+            parts.append(f"<h3>{_e(title)}</h3>\n" + _note(f"{what} ({name})") + _image(d / name, title, "fmnist explain"))
+        elif name in skipped:
+            parts.append(f"<h3>{_e(title)}</h3>\n" + _note(f"Not drawn: {skipped[name]}."))
+    return "\n".join(parts)
 
 
 def _comparison_report(d: Path) -> tuple[str, str, list[tuple[str, str, str]]]:

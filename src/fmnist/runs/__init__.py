@@ -8,6 +8,7 @@ runs/<time>-<model>/
   best.pt          the weights with the best validation accuracy so far
   metrics.json     the scored weights on the test set: accuracy, loss, per class, confusion
   predictions.csv  index, true label, predicted label, the class probabilities
+  explain.json     what `fmnist explain` drew (explain-*.png), skipped and why
 A comparison is a folder of such run directories plus plan.json and summary.json
 (comparison.py). Nothing here is a pickle that can run code (checkpoint.py).
 """
@@ -17,6 +18,7 @@ from .files import (BEST, CHECKPOINT, CONFIG, HISTORY, METRICS, PREDICTIONS, che
                     load_config, load_facts, load_history, make_run_dir, new_run_dir, read_history,
                     read_json, read_metrics, read_predictions, save_config, save_history,
                     save_metrics, save_predictions)
+from .files import EXPLAIN, EXPLAIN_FIGURES, read_explain, save_explain
 
 __all__ = [
     "BEST", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "HISTORY", "MEMBERS", "METRICS", "PLAN",
@@ -25,6 +27,7 @@ __all__ = [
     "new_run_dir", "read_history", "read_json", "read_member", "read_members", "read_metrics",
     "read_plan", "read_predictions", "read_summary", "save_checkpoint", "save_config",
     "save_history", "save_metrics", "save_plan", "save_predictions", "save_summary",
+    "EXPLAIN", "EXPLAIN_FIGURES", "read_explain", "save_explain",
 ]
 
 # checkpoints need torch; the other files do not, so `fmnist predict --onnx` (which writes

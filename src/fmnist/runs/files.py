@@ -24,6 +24,15 @@ from ..fsutil import atomic_write_json, atomic_write_text, read_limited
 
 CONFIG, HISTORY, METRICS, PREDICTIONS = "config.json", "history.jsonl", "metrics.json", "predictions.csv"
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
+EXPLAIN = "explain.json"
+EXPLAIN_FIGURES = {  # `fmnist explain`'s figures -> (title, what it shows), in the report's order
+    "explain-ig.png": ("Where the model looks: Integrated Gradients", "attribution to the predicted class"),
+    "explain-occlusion.png": ("Where the model looks: occlusion",
+                              "fall of the predicted class's logit when a patch is blacked out"),
+    "explain-tsne.png": ("What the features separate: t-SNE", "penultimate-layer features of every test image"),
+    "explain-filters.png": ("What the first layer learned", "the first convolution's filters"),
+    "explain-class-means.png": ("Each class as the model sees it", "mean test image per class after input scaling"),
+}
 
 
 def new_run_dir(root: str | os.PathLike, model: str) -> Path:
@@ -271,6 +280,21 @@ def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, n
     if ((labels < -1) | (labels >= k) | (labels != np.round(labels))).any() or (table[:, 0] < 0).any():
         raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; train again")
     return table[:, 0].astype(np.int64), labels.astype(np.int64), table[:, 3:]
+
+
+# --- explain.json: what `fmnist explain` drew, skipped and how long it took ---------------
+
+def save_explain(run_dir: Path, record: dict) -> Path:
+    return atomic_write_json(Path(run_dir) / EXPLAIN, record)
+
+
+def read_explain(run_dir: str | os.PathLike) -> dict | None:
+    """explain.json, or None when `fmnist explain` has not run."""
+    def problem(e: Any) -> str | None:
+        ok = isinstance(e, dict) and isinstance(e.get("skipped", {}), dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in e.get("skipped", {}).items())
+        return None if ok else "must be an object whose skipped maps figure names to reasons"
+    return read_checked(Path(run_dir) / EXPLAIN, problem, "run `fmnist explain` again")
 
 
 def finite(value: Any) -> float | None:
