@@ -32,7 +32,15 @@ CANDIDATES: dict[str, list[list[str]]] = {
              for d in ("0.0", "0.2")],
     "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
     "p1": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
-    "default": [["--epochs", e] for e in ("6", "8", "10")] + [["--epochs", "8", "--lr", "0.4"]],
+    # over the recipe (8 epochs, lr 0.4, warm-up 1.5, smoothing 0.2, mirror TTA): the base's
+    # settings put back one by one, seeds, whitening, smoothing, a smaller batch, fewer epochs
+    "default": [["--lr", "0.2", "--warmup-epochs", "2.5", "--label-smoothing", "0.1", "--no-tta"],
+                ["--lr", "0.2", "--warmup-epochs", "2.5", "--label-smoothing", "0.1"],
+                ["--warmup-epochs", "2.5", "--label-smoothing", "0.1"],
+                ["--lr", "0.2"]]
+    + [["--seed", sd, *w] for w in ([], ["--whiten"]) for sd in ("0", "1", "2")]
+    + [["--label-smoothing", "0.3"], ["--batch-size", "128", "--lr", "0.1"],
+       ["--whiten", "--epochs", "7"], ["--whiten", "--epochs", "6"]],
 }
 
 

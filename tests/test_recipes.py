@@ -42,7 +42,11 @@ def test_model_recipe_differs_from_the_default(capsys):
     # the obvious command is the good one: --model mlp takes the mlp's recipe, not the cnn's
     mlp = dry_run(capsys, "--model", "mlp")
     assert mlp.optim.name == "adam" and mlp.optim.lr == 8e-3 and mlp.train.batch_size == 512
-    assert dry_run(capsys) == RunConfig()  # no flag: the default recipe, RunConfig's defaults
+    default = dry_run(capsys)  # no flag: the default recipe, which --help shows as defaults
+    assert default == RECIPES.get("default").config() and default.model.name == "cnn"
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert f"(default: {default.train.epochs})" in capsys.readouterr().out
 
 
 def test_flags_override_the_recipe(capsys):

@@ -1,7 +1,7 @@
 """fmnist: train, compare and explain image classifiers on Fashion-MNIST and its kin.
 
     import fmnist
-    run = fmnist.train(fmnist.RunConfig())      # -> Run: .metrics, .predict(x), .evaluate()
+    run = fmnist.train()      # the default recipe -> Run: .metrics, .predict(x), .evaluate()
     split = fmnist.data.load("fashion-mnist", "test")
 
 Names are imported on first use, so `fmnist --help` does not wait for torch to load.

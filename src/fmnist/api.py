@@ -104,11 +104,14 @@ def _registry_facts(config: RunConfig, run_dir: Path) -> Facts:
 def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = None,
           root: str | os.PathLike = "runs", progress: bool = False, log: Log | None = None,
           argv: list[str] | None = None, plots: bool = True) -> Run:
-    """Train `config` into a new run directory (`out`, else root/<time>-<model>/).
+    """Train `config` (None: the default recipe) into a new run directory (`out`, else
+    root/<time>-<model>/).
 
     Nothing is written until the run can start: names and settings are checked, the data
     loaded and the model built first, so a failed start leaves no folder behind."""
-    config = config or RunConfig()
+    if config is None:
+        from .recipes import RECIPES
+        config = RECIPES.get("default").config()
     check(config)  # unknown names, bad keywords: fail before any data is loaded
     if out is not None:
         runs.check_out(out)

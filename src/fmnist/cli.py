@@ -187,7 +187,7 @@ def _train_parser(sub) -> None:
                  "the default recipe's); --dry-run prints the settings a command line gives.")
     p.add_argument("--recipe", choices=RECIPES.names(), help="start from a named recipe instead "
                    "of the model's own; flags given override its settings (see `fmnist recipes`)")
-    add_config_flags(p, RunConfig())
+    add_config_flags(p, RECIPES.get("default").config())
     g = p.add_argument_group("output")
     g.add_argument("--out", type=Path, help="run directory (default: RUNS_DIR/<time>-<model>)")
     g.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs")
