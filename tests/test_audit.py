@@ -2,6 +2,7 @@
 planted duplicate, a planted train/test copy, a planted near copy and a planted wrong label."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -11,7 +12,8 @@ import pytest
 from fmnist import api, data
 from fmnist.cli import main
 from fmnist.crossval import CrossValConfig, stratified_folds
-from fmnist.data.audit import AuditConfig, run_audit
+from fmnist.data import audit as A
+from fmnist.data.audit import AuditConfig, run_audit, summary_table
 from fmnist.data.duplicates import exact_groups, in_other, nearest_train
 
 from conftest import learnable
@@ -43,7 +45,21 @@ def planted(make_synthetic_source, tmp_path, monkeypatch):
 FAST = AuditConfig(gallery=6, cv=CrossValConfig(folds=3, epochs=8))
 
 
-def test_the_audit_finds_what_was_planted_and_caches_it(planted, tmp_path):
+def _refuse(what: str):
+    def refuse(*_a, **_k):
+        raise AssertionError(f"{what} was called")
+    return refuse
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal but for the timings and the PNG's checksum (the PNG's bytes were seen to differ
+    between two processes drawing the same report, so they are not compared)."""
+    def kept(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k not in ("seconds", "png_sha256")}
+    return kept(a) == kept(b)
+
+
+def test_the_audit_finds_what_was_planted_and_caches_it(planted, tmp_path, monkeypatch):
     result = run_audit("planted", cfg=FAST, out=tmp_path / "out")
     r = result.report
     assert not result.cached
@@ -59,19 +75,65 @@ def test_the_audit_finds_what_was_planted_and_caches_it(planted, tmp_path):
     on_disk = json.loads((tmp_path / "out" / "audit.json").read_text())
     assert on_disk == r
     assert_drawn(tmp_path / "out" / "audit.png")
+    assert r["machine"]["precision"] == "fp32" and r["machine"]["device"] in ("cpu", "cuda")
 
-    data.DATASETS.get("planted")  # a second call reads the cache and loads no data at all
-    t0 = time.perf_counter()
-    again = run_audit("planted", cfg=FAST)
+    with monkeypatch.context() as m:  # a second call reads the cache: no data loaded, no training
+        m.setattr(A, "load", _refuse("load"))
+        m.setattr(A, "out_of_sample", _refuse("out_of_sample"))
+        t0 = time.perf_counter()
+        again = run_audit("planted", cfg=FAST)
     assert again.cached and again.report == r and time.perf_counter() - t0 < 1.0
-    cached = again.folder / "audit.json"  # a cache edited by hand is audited afresh
-    cached.write_text(json.dumps({**r, "near": {"pairs": "edited"}}))
+    cached, png = again.folder / "audit.json", again.folder / "audit.png"
+    cached.write_text(json.dumps({**r, "near": {"pairs": "edited"}}))  # edited by hand: afresh
     redone = run_audit("planted", cfg=FAST)
-    assert not redone.cached and json.loads(cached.read_text()) == redone.report
-    assert {k: v for k, v in redone.report.items() if k != "seconds"} == {k: v for k, v in r.items() if k != "seconds"}
-    other = run_audit("planted", cfg=AuditConfig(near_threshold=0.0, gallery=6, cv=FAST.cv))
-    assert not other.cached  # other settings, another audit
-    assert [(p["train"], p["test"]) for p in other.report["near"]["pairs"]] == [COPY]
+    assert not redone.cached and json.loads(cached.read_text()) == redone.report and _same(redone.report, r)
+
+    # an audit of other settings killed between its audit.png and its audit.json leaves its
+    # PNG beside this audit's json: the json's sha256 of the PNG no longer matches
+    written = []
+
+    def killed(_path, report):
+        written.append(report)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(A, "atomic_write_json", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_audit("planted", cfg=AuditConfig(near_threshold=0.0, gallery=6, cv=FAST.cv))
+    other = written[0]  # other settings, another audit
+    assert other["key"] != r["key"] and [(p["train"], p["test"]) for p in other["near"]["pairs"]] == [COPY]
+    assert png.read_bytes() != (tmp_path / "out" / "audit.png").read_bytes()  # the other one's
+    swapped = run_audit("planted", cfg=FAST)
+    assert not swapped.cached and _same(swapped.report, r)
+    assert hashlib.sha256(png.read_bytes()).hexdigest() == swapped.report["png_sha256"]  # drawn again
+
+
+def test_a_missing_cleanlab_stops_before_any_data_is_loaded(planted, capsys, monkeypatch):
+    import fmnist.extras
+
+    real = fmnist.extras.import_module
+    monkeypatch.setattr(fmnist.extras, "import_module", lambda m: (_ for _ in ()).throw(ImportError(m))
+                        if m.startswith("cleanlab") else real(m))
+    monkeypatch.setattr(A, "load", _refuse("load"))
+    assert main(["data", "audit", "--dataset", "planted"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cleanlab" in err[0] and "'fmnist[explain]'" in err[0], err
+
+
+def test_the_near_row_counts_distinct_images_and_leaves_exact_copies_out():
+    def pair(test: int, train: int, distance: float) -> dict:
+        return {"test": test, "train": train, "distance": distance, "labels_agree": test != 4}
+
+    report = {"title": "T", "sizes": {"train": 9, "test": 9}, "settings": {"cv": {"model": "mlp"}},
+              "exact": {"train": [], "test": [],
+                        "shared": [{"train": [7], "test": [1], "labels_agree": True}]},
+              "near": {"threshold": 0.75, "pairs": [pair(1, 7, 0.0), pair(2, 3, 0.1), pair(4, 3, 0.2),
+                                                     pair(5, 6, 0.3)]},
+              "labels": {"train": [], "test": [], "cv_accuracy": 0.9, "test_accuracy": 0.9}}
+    rows = {line[:54].strip(): line[54:].split() for line in summary_table(report).splitlines()[2:-1]}
+    assert rows["exact copies shared by train and test"] == ["1", "2", "0"]
+    # tests 2, 4, 5 and trains 3 (twice) and 6; the exact copy (1, 7) is the row above's
+    assert rows["near duplicates test~train (0 < L2 <= 0.75)"] == ["3", "5", "1"]
 
 
 def test_the_command_prints_the_table(planted, tmp_path, capsys):
@@ -88,6 +150,7 @@ def test_the_command_prints_the_table(planted, tmp_path, capsys):
     (["--out", "FILE"], "is a file"),
     (["--folds", "1"], "folds=1"),
     (["--near-threshold", "-1"], "near_threshold"),
+    (["--cv-model", "nope"], "give --cv-model one of"),  # before the scans, not after
 ])
 def test_bad_audit_flags_are_one_line(planted, tmp_path, capsys, argv, needle):
     (tmp_path / "FILE").write_text("x")

@@ -53,6 +53,22 @@ def test_a_model_without_the_layer_says_so_and_draws_the_rest(toy, tmp_path, cap
     assert "Not drawn: " in (run.dir / "report.html").read_text()
 
 
+def test_an_explain_stopped_midway_leaves_no_old_record(toy, tmp_path, monkeypatch):
+    """The last explain's explain.json must not vouch for a mix of its figures and this one's."""
+    from fmnist.plots import explain as P
+
+    run = toy_run(tmp_path, "logreg")
+    (run.dir / "explain.json").write_text(json.dumps({"settings": {"per_class": 9}, "skipped": {}}))
+
+    def killed(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "class_means_figure", killed)  # the last figure drawn
+    with pytest.raises(KeyboardInterrupt):
+        E.explain_run(run.dir, cfg=E.ExplainConfig(per_class=1, ig_steps=4))
+    assert (run.dir / "explain-ig.png").is_file() and not (run.dir / "explain.json").exists()
+
+
 def test_the_first_filters_unfold_a_space_to_depth_stem():
     """cnn's PixelUnshuffle(2) + 3x3 conv equals one 6x6 stride-2 conv with the filters drawn."""
     model = build_model("cnn").eval()

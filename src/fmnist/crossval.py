@@ -12,6 +12,12 @@ import numpy as np
 
 from .config import Facts, RunConfig, _check, _check_numbers, setting
 
+# Every fold trains in fp32, whatever the machine: "auto" would pick bf16 autocast on GPUs and
+# on CPUs with bf16 instructions and fp32 elsewhere, and the suspects' count and the accuracies
+# would then move between machines for the same data and settings (and the cache key would
+# not say why). The audit's model is small; fp32 costs it little.
+PRECISION = "fp32"
+
 
 @dataclass(frozen=True)
 class CrossValConfig:
@@ -26,18 +32,25 @@ class CrossValConfig:
         _check_numbers(self)
         _check(2 <= self.folds <= 20, "folds", self.folds, "must be in 2..20")
         _check(1 <= self.epochs <= 100, "epochs", self.epochs, "must be in 1..100")
+        # a misspelt --cv-model is refused here, not when the first fold is built after a
+        # minute of duplicate scans (models.py imports torch only when a model is built)
+        from .models import MODELS
+
+        _check(self.model in MODELS, "model", self.model,
+               f"unknown model; give --cv-model one of {', '.join(MODELS.names())}")
 
     def run_config(self) -> RunConfig:
         """The training settings of every fold, fixed here so that an audit's numbers do not
         move when a recipe is retuned: Adam 4e-3 one-cycle at batch 256 (the mlp reaches
         89% in 6 epochs), no augmentation, no validation split, the last weights, and no label
         smoothing, which would cap every probability at 0.9 and blur the confidences
-        confident learning ranks."""
+        confident learning ranks. fp32 (PRECISION) on every machine."""
         return RunConfig().replace(
             data={"val_size": 0, "augment": False}, model={"name": self.model},
             optim={"name": "adam", "lr": 4e-3, "weight_decay": 0.0},
             train={"epochs": self.epochs, "batch_size": 256, "warmup_epochs": min(1.0, self.epochs / 3),
-                   "label_smoothing": 0.0, "seed": self.seed, "select": "last", "eval_subset": 0})
+                   "label_smoothing": 0.0, "seed": self.seed, "select": "last", "eval_subset": 0,
+                   "precision": PRECISION})
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -212,6 +212,10 @@ def explain_run(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None =
     maps = attributions(model, x[chosen].to(run.parts.device), torch.from_numpy(preds[chosen]).to(run.parts.device),
                         -facts.mean / facts.std, cfg)
     seconds["attributions"] = time.perf_counter() - t
+    # the old explain.json goes before the first figure is replaced: an explain that stops
+    # midway must not leave a record (sample, settings, what was skipped) vouching for a mix
+    # of this explain's figures and the last one's; the new record is written last
+    (d / runs.EXPLAIN).unlink(missing_ok=True)
     for (method, m), name in zip(maps.items(), ("explain-ig.png", "explain-occlusion.png")):
         full = np.zeros((*sample.shape, 28, 28))
         full[sample >= 0] = m

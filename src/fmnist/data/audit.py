@@ -6,8 +6,10 @@ Where the results live: beside the decoded arrays, in `<cache>/audit/<data set>/
 (`~/.cache/fmnist/audit/fashion-mnist/`), keyed by the sha256 of the four files' content
 (the registry's checksums: `load` accepts no other bytes under a data set's name) and by the
 audit's settings, so a second call with the same settings reads audit.json and loads no
-data at all. `--out DIR` also copies both files there. audit.json is written last: it
-vouches for audit.png, as the decoded cache's key does for its arrays.
+data at all. `--out DIR` also copies both files there. audit.json is written last and
+holds audit.png's sha256: the folder is shared by every setting, so an audit of other
+settings killed between its PNG and its json leaves its PNG beside an older json; the
+checksum catches that, and a mismatch is audited afresh.
 """
 from __future__ import annotations
 
@@ -23,16 +25,20 @@ from typing import Callable
 import numpy as np
 
 from ..config import _check, _check_numbers, setting
-from ..crossval import CrossValConfig, out_of_sample
+from ..crossval import PRECISION, CrossValConfig, out_of_sample
 from ..errors import FmnistError
-from ..fsutil import atomic_write_bytes, atomic_write_json
+from ..extras import need
+from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
 from .dataset import Split, load, normalisation
 from .duplicates import exact_groups, nearest_train
 from .fetch import cache_dir
 from .sources import DataSource, get_source
 
-FORMAT = 1
+FORMAT = 2  # 2: fp32 folds, audit.png's sha256 and the machine recorded
 JSON, PNG = "audit.json", "audit.png"
+# what _read_cached reads at most: Fashion-MNIST's audit.json is ~0.5 MB and its audit.png
+# ~0.3 MB; a cache file far larger is not ours, and is audited afresh rather than read whole
+MAX_JSON, MAX_PNG = 64 << 20, 64 << 20
 # Near duplicates: L2 distance between a test image and its nearest training image, pixels
 # / 255. 0.75 is an RMS difference of 0.027 per pixel (7 grey levels). Why there: MNIST is a
 # negative control (its test digits were written by other people than its training digits,
@@ -72,9 +78,10 @@ class Audit:
 
 
 def audit_key(source: DataSource, cfg: AuditConfig) -> str:
-    """The data's checksum (the four files' content sha256) and the settings, hashed."""
+    """The data's checksum (the four files' content sha256) and the settings, hashed; with
+    the folds' precision, which moves the counts (an audit of another precision is another)."""
     what = {"format": FORMAT, "files": {r: f.sha256 for r, f in sorted(source.files.items())},
-            "settings": cfg.to_dict()}
+            "settings": cfg.to_dict(), "precision": PRECISION}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
@@ -93,6 +100,8 @@ def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
     report = None if redo else _read_cached(folder, key)
     cached = report is not None
     if report is None:
+        # a missing extra stops here, before a minute of loading, scanning and training
+        need("cleanlab.filter", "fmnist data audit")
         from ..device import set_threads
 
         set_threads(threads)
@@ -100,8 +109,9 @@ def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
         test = load(source, "test", data_dir=data_dir)
         report, figure = _audit(source, train, test, cfg, key, log or (lambda _m: None))
         from ..plots.style import save_figure
-        save_figure(figure, folder / PNG)
-        atomic_write_json(folder / JSON, report)  # last: it vouches for audit.png
+        png = save_figure(figure, folder / PNG).read_bytes()
+        report["png_sha256"] = hashlib.sha256(png).hexdigest()
+        atomic_write_json(folder / JSON, report)  # last: it vouches for audit.png by its sha256
     result = Audit(report, folder, cached, time.perf_counter() - t0)
     if out is not None:
         for path in result.files:
@@ -111,12 +121,17 @@ def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
 
 
 def _read_cached(folder: Path, key: str) -> dict | None:
+    """audit.json when it is of this key and well formed and audit.png is the one it was
+    written with, else None (audit afresh)."""
     try:
-        report = json.loads((folder / JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None  # none yet, or damaged: audit afresh
-    ok = isinstance(report, dict) and report.get("key") == key and (folder / PNG).is_file()
-    return report if ok and _well_formed(report) else None
+        report = json.loads(read_limited(folder / JSON, MAX_JSON, "audit.json").decode("utf-8"))
+        if not (isinstance(report, dict) and report.get("key") == key and _well_formed(report)):
+            return None
+        png = read_limited(folder / PNG, MAX_PNG, "audit.png")
+    except (FmnistError, ValueError, RecursionError):
+        return None  # none yet, damaged, or not a file we could have written: audit afresh
+    # another audit's PNG (of other settings, killed before its json) is not this one's
+    return report if hashlib.sha256(png).hexdigest() == report["png_sha256"] else None
 
 
 def _well_formed(report: dict) -> bool:
@@ -126,12 +141,15 @@ def _well_formed(report: dict) -> bool:
         groups = [g for kind in ("train", "test", "shared") for g in report["exact"][kind]]
         return (all(isinstance(g["train"], list) and isinstance(g["test"], list) and
                     isinstance(g["labels_agree"], bool) for g in groups)
-                and all(isinstance(p["labels_agree"], bool) for p in report["near"]["pairs"])
+                and all(isinstance(i, int) for g in groups for i in g["test"])
+                and all(isinstance(p["labels_agree"], bool) and isinstance(p["test"], int)
+                        and isinstance(p["train"], int) for p in report["near"]["pairs"])
                 and isinstance(report["near"]["threshold"], (int, float))
                 and all(isinstance(report["labels"][k], list) for k in ("train", "test"))
                 and all(isinstance(report["labels"][k], (int, float)) for k in ("cv_accuracy", "test_accuracy"))
                 and all(isinstance(report["sizes"][k], int) for k in ("train", "test"))
-                and isinstance(report["title"], str) and isinstance(report["settings"]["cv"]["model"], str))
+                and isinstance(report["title"], str) and isinstance(report["settings"]["cv"]["model"], str)
+                and isinstance(report["png_sha256"], str))
     except (KeyError, TypeError):
         return False
 
@@ -152,6 +170,7 @@ def _audit(source: DataSource, train: Split, test: Split, cfg: AuditConfig, key:
     seconds["near"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    machine = _machine(cfg.cv)
     log(f"label errors: {cfg.cv.folds}-fold cross-validation of {cfg.cv.model}, "
         f"{cfg.cv.epochs} epochs per fold ...")
     mean, std = normalisation(source, train.images)
@@ -184,16 +203,29 @@ def _audit(source: DataSource, train: Split, test: Split, cfg: AuditConfig, key:
             **issues,
         },
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "machine": machine,
         "versions": _versions(),
     }
     from ..plots.audit import audit_figure
     return report, audit_figure(report, train.images, test.images, nearest, dist)
 
 
+def _machine(cv: CrossValConfig) -> dict:
+    """Where the folds trained, as finish() records it for a run: the counts are pinned to
+    fp32, but a GPU's kernels and the thread count may still move a borderline suspect."""
+    import torch
+
+    from ..device import resolve_device, resolve_precision
+
+    train = cv.run_config().train
+    device = resolve_device(train.device)
+    return {"device": str(device), "precision": resolve_precision(train.precision, device),
+            "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
 def _label_issues(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
     """Confident learning's suspects, most suspicious first, each with the given label, the
     model's suggestion and both probabilities."""
-    from ..extras import need
     find_label_issues = need("cleanlab.filter", "fmnist data audit").find_label_issues
 
     # n_jobs=1: the per-class work is milliseconds; worker processes would cost more
@@ -225,11 +257,16 @@ def summary_table(report: dict) -> str:
     def disagree(groups: list[dict]) -> int:
         return sum(not g["labels_agree"] for g in groups)
 
+    # the near row leaves out the exact copies (distance 0), which the row above counts, and
+    # counts images, not pairs: one training image may be the nearest of several test images
+    copies = {i for g in ex["shared"] for i in g["test"]}
+    nearby = [p for p in near["pairs"] if p["test"] not in copies]
+
     rows = [("exact duplicates within train", len(ex["train"]), images(ex["train"]), disagree(ex["train"])),
             ("exact duplicates within test", len(ex["test"]), images(ex["test"]), disagree(ex["test"])),
             ("exact copies shared by train and test", len(ex["shared"]), images(ex["shared"]), disagree(ex["shared"])),
-            (f"near duplicates test~train (L2 <= {near['threshold']:g})", len(near["pairs"]),
-             2 * len(near["pairs"]), sum(not p["labels_agree"] for p in near["pairs"])),
+            (f"near duplicates test~train (0 < L2 <= {near['threshold']:g})", len(nearby),
+             len(nearby) + len({p["train"] for p in nearby}), sum(not p["labels_agree"] for p in nearby)),
             ("likely label errors in train (confident learning)", "-", len(lab["train"]), "-"),
             ("likely label errors in test", "-", len(lab["test"]), "-")]
     sizes = report["sizes"]

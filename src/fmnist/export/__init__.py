@@ -4,21 +4,15 @@ onnx.py      the run's model with its input scaling as one verified ONNX file (t
 runtime.py   scoring with onnxruntime alone: `fmnist predict --onnx` (no torch)
 weights.py   safetensors weights and a JSON model card (no pickle)
 demo.py      the static site: index.html, demo.js, model.onnx, onnxruntime-web
-Nothing is imported here, so `import fmnist.export.runtime` stays free of torch.
+Nothing but fmnist.extras (itself torch-free) is imported here, so `import
+fmnist.export.runtime` stays free of torch.
 """
 from __future__ import annotations
 
-from importlib import import_module
+import functools
 
-from ..errors import FmnistError
+from .. import extras
 
-EXTRA = "pip install -c constraints.txt 'fmnist[export]'"
-
-
-def need(module: str, what: str):
-    """Import an optional dependency of the `export` extra, or one clear line naming it."""
-    try:
-        return import_module(module)
-    except ImportError:
-        raise FmnistError(f"{what} needs the {module.split('.')[0]} package of the export "
-                          f"extra: {EXTRA}") from None
+# need(module, what): import an optional dependency of the `export` extra, or one clear line
+# naming its install; the one implementation is extras.need, shared with `explain`
+need = functools.partial(extras.need, extra="export")

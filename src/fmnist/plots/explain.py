@@ -37,8 +37,9 @@ def _symmetric(values: np.ndarray) -> float:
 def attribution_figure(images: np.ndarray, maps: np.ndarray, sample: np.ndarray, preds: np.ndarray,
                        labels: np.ndarray, class_names: Sequence[str], method: str, cfg) -> Figure:
     """One row per true class: `per_class` right then `per_class` wrong predictions, each the
-    image in grey with its attribution map over it (each map scaled by its own largest
-    |value|, so the colour bar reads -1..1), titled with the predicted and the true class.
+    image in grey with its attribution map over it, titled with the predicted and the true
+    class. Each map is divided by its own 99.5th percentile of |attribution| (`_symmetric`:
+    one extreme pixel would wash the rest out) and clipped to -1..1, which the colour bar reads.
 
     images (N, 28, 28) uint8; maps (C, K, 28, 28); sample (C, K) indices into images (-1: none).
     Size: (1.55 * K + 1.2) x (1.75 * C + 0.9) inches.
@@ -69,7 +70,7 @@ def attribution_figure(images: np.ndarray, maps: np.ndarray, sample: np.ndarray,
     for c in range(classes):
         axes[c, 0].set_ylabel(class_names[c], fontsize=9)
     if shown is not None:
-        fig.colorbar(shown, ax=axes, shrink=0.35, label="attribution / largest |attribution| of the image")
+        fig.colorbar(shown, ax=axes, shrink=0.35, label="attribution / the image's 99.5th percentile\nof |attribution|, clipped to ±1")
     per = cfg.per_class
     fig.suptitle(f"{method}: why the model predicted its class (red: for it, blue: against)\n"
                  f"per true class {per} right (blue titles) and {per} wrong (vermillion) test images",
