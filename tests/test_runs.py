@@ -18,6 +18,7 @@ from fmnist.config import PARTS, RunConfig
 from fmnist.data import DATASETS, write_idx
 from fmnist.errors import RunError
 from fmnist.models import MODELS, register_model
+from fmnist.recipes import RECIPES
 
 from conftest import FILENAMES, learnable
 
@@ -183,7 +184,7 @@ def test_every_config_field_has_a_flag_with_its_default(capsys):
         for f in dataclasses.fields(cls):
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             assert flag in text, flag
-    assert "(default: 15)" in text and "(default: 0.2)" in text  # epochs; the recipe's lr
+    assert "(default: 8)" in text and "(default: 0.4)" in text  # the default recipe's epochs, lr
     assert "(default: onecycle)" in text
 
 
@@ -191,7 +192,7 @@ def test_flags_override_only_what_is_given(tmp_path, capsys):
     assert main(["train", "--dry-run", "--epochs", "3", "--no-flip", "--clip-grad", "1",
                  "--model-arg", "dropout=0.1", "--data-dir", "rel"]) == 0
     config = RunConfig.from_dict(json.loads(capsys.readouterr().out))
-    assert config == RunConfig().replace(
+    assert config == RECIPES.get("default").config().replace(
         train={"epochs": 3, "clip_grad": 1.0}, data={"flip": False, "data_dir": os.path.abspath("rel")},
         model={"kwargs": {"dropout": 0.1}})
     assert main(["train", "--dry-run", "--clip-grad", "none", "--optimizer", "adam"]) == 0
