@@ -190,6 +190,12 @@ def test_draw_run_writes_every_figure(tmp_path):
         assert p.parent == tmp_path / "run" and p.stat().st_size > 1000
         assert_drawn(p)
     assert not list((tmp_path / "run").glob(".*tmp"))  # no temp files left behind
+    # one process draws the same bytes as two (the image figures in a forked process)
+    forked = {p.name: p.read_bytes() for p in written}
+    for p in written:
+        p.unlink()
+    alone = {p.name: p.read_bytes() for p in plots.draw_run(tmp_path / "run", x, workers=1)}
+    assert alone == forked
 
 
 def test_draw_run_skips_what_is_missing(tmp_path):
