@@ -146,3 +146,15 @@ def test_whitening_goes_with_the_model_that_asked_for_it(capsys):
     assert main(["train", "--dry-run", "--model", "mlp", "--whiten"]) != 0
     err = capsys.readouterr().err
     assert err.startswith("fmnist: error: ") and "no conv layer" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, code", [(["train", "--dry-run"], 0), (["train", "--model", "nope"], 1)])
+def test_quick_exit_keeps_the_output_and_the_status(argv, code):
+    # train ends with os._exit (no interpreter teardown): what it printed must all arrive
+    done = subprocess.run([sys.executable, "-m", "fmnist", *argv], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == code, done.stderr[-500:]
+    if code == 0:
+        assert json.loads(done.stdout)["model"]["name"] == "cnn"  # the whole JSON, flushed
+    else:
+        assert done.stderr.startswith("fmnist: error: ") and "nope" in done.stderr
