@@ -30,8 +30,8 @@ CANDIDATES: dict[str, list[list[str]]] = {
        ["--opt-arg", "beta2=0.999", "--precision", "fp32"]],
     "mlp2": [["--lr", lr, "--model-arg", f"dropout={d}"] for lr in ("1e-3", "2e-3")
              for d in ("0.0", "0.2")],
-    "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
-    "p1": [["--lr", lr] for lr in ("0.02", "0.05", "0.1")],
+    "2c2d": [["--lr", lr] for lr in ("0.02", "0.05", "0.1", "0.2")],
+    "p1": [["--lr", lr] for lr in ("0.02", "0.05", "0.1", "0.2")],
     # over the recipe (8 epochs, lr 0.4, warm-up 1.5, smoothing 0.2, mirror TTA): the base's
     # settings put back one by one, seeds, whitening, smoothing, a smaller batch, fewer epochs
     "default": [["--lr", "0.2", "--warmup-epochs", "2.5", "--label-smoothing", "0.1", "--no-tta"],

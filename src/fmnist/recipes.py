@@ -128,17 +128,18 @@ register_recipe(Recipe(
 register_recipe(Recipe(
     "2c2d", "DeepOBS 2c2d: Nesterov one-cycle, dropout 0.5, crop + flip, 12 epochs",
     {"model": {"name": "2c2d", "kwargs": {"dropout": 0.5}},
-     "optim": {"name": "nesterov", "lr": 0.05, "weight_decay": 5e-4},
+     "optim": {"name": "nesterov", "lr": 0.2, "weight_decay": 5e-4},
      "train": {"epochs": 12, "batch_size": 128, "warmup_epochs": 1.5}},
-    chosen="not yet chosen on validation: the default recipe's schedule with the smaller "
-    "rate these unnormalised nets (no batch norm) need",
+    chosen="peak lr among 0.02/0.05/0.1/0.2 (seed 0): best val 93.00% (0.2; 0.1 92.88%, "
+    "0.05 92.44%, 0.02 91.36%); 0.4 not tried",
 ))
 register_recipe(Recipe(
     "p1", "P1 of Dissecting Adam: Nesterov one-cycle, crop + flip, 12 epochs",
     {"model": {"name": "p1"},
-     "optim": {"name": "nesterov", "lr": 0.05, "weight_decay": 5e-4},
+     "optim": {"name": "nesterov", "lr": 0.1, "weight_decay": 5e-4},
      "train": {"epochs": 12, "batch_size": 128, "warmup_epochs": 1.5}},
-    chosen="not yet chosen on validation: as 2c2d's",
+    chosen="peak lr among 0.02/0.05/0.1/0.2 (seed 0): best val 93.36% (0.1; 0.2 93.26%, "
+    "0.05 93.04%, 0.02 92.60%)",
 ))
 
 MODEL_RECIPES = {"logreg": "logreg", "mlp": "fast", "mlp2": "mlp2", "2c2d": "2c2d",
