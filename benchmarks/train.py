@@ -32,6 +32,8 @@ CASES = {
     "fast": (["--no-plots"], 0.88, 4.0),  # as typed: fmnist train --model mlp --no-plots
     "default": ([], 0.93, 60.0),  # as typed: fmnist train (figures and report included)
     "keras-tutorial": (["--no-plots"], None, None),
+    "2c2d": ([], None, None),  # the models' own recipes: figures for `fmnist recipes`
+    "p1": ([], None, None),
     "best-cpu": ([], 0.945, 600.0),
     "best-gpu": ([], 0.96, 600.0),  # on one H100-class GPU
 }
