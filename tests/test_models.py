@@ -116,6 +116,16 @@ def test_configurable_widths_change_the_model():
             < count_parameters(build_model("resnet")))
 
 
+def test_resnet_stems():
+    pool, unshuffle = build_model("resnet"), build_model("resnet", stem="unshuffle")
+    assert isinstance(unshuffle[0], torch.nn.PixelUnshuffle) and isinstance(pool[0], torch.nn.Conv2d)
+    # the space-to-depth stem's first conv sees 4 channels (a 2x2 block) instead of 1
+    assert count_parameters(unshuffle) - count_parameters(pool) == 32 * 3 * 3 * 3
+    assert unshuffle(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(ConfigError, match="stem"):
+        build_model("resnet", stem="conv")
+
+
 def test_dropout_is_active_only_in_train_mode():
     model = build_model("mlp", dropout=0.5)
     x = torch.randn(8, 1, 28, 28)

@@ -2,13 +2,14 @@
 
 oneDNN's backward-weights kernel for bf16 convolutions is slow on small feature maps: on 2
 cores of an AMX Xeon (torch 2.13, batch 256, channels_last), 128->128 channels on 3x3 maps
-take 8.7-9.9 ms for the weight gradient, 2x its own fp32 kernel and 4x one bf16 GEMM over the
-im2col patches (2.2-2.9 ms); on 4x4 maps 10.7-12.0 ms against 3.4-4.1 ms. On 7x7 and larger
-maps oneDNN is as fast or faster (48->48 at 7x7: 2.7 ms against 4.9), and in fp32 it is
-never slower. So `Conv3x3` takes the GEMM route only where it wins: training, on a CPU, under
-bf16 autocast, on maps of at most SMALL_MAP pixels. Everywhere else (eval, export, GPUs,
-fp32) it is a plain nn.Conv2d with the same parameters and state dict.
-Measured by benchmarks/model_speed.py --layers (the per-layer figures above).
+take 9.2 ms for the weight gradient, 2x its own fp32 kernel and 4x one bf16 GEMM over the
+im2col patches (2.4 ms); on 4x4 maps 10.6 ms against 3.5 ms. On 7x7 maps it depends on the
+channels (GEMM/oneDNN 0.7-1.3), on 14x14 maps the GEMM is 3-7x slower, and in fp32 it never
+wins. So `Conv3x3` takes the GEMM route only where it wins clearly: training, on a CPU,
+under bf16 autocast, on maps of at most SMALL_MAP pixels; a cnn training step is ~10%
+faster (A/B in one process). Everywhere else (eval, export, GPUs, fp32) it is a plain
+nn.Conv2d with the same parameters and state dict.
+Measured by benchmarks/conv_wgrad.py.
 """
 from __future__ import annotations
 
