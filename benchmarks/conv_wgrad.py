@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from fmnist import layers
 from fmnist.layers import SMALL_MAP, weight_grad_3x3
 from fmnist.models import build_model
+from inference import median_seconds  # benchmarks/inference.py, beside this script
 
 # (c_in, c_out, map side): the 3x3 stride-1 layers of cnn (16/48/128) and resnet (32/64/128)
 SHAPES = [(16, 16, 14), (16, 48, 14), (48, 48, 7), (48, 128, 7), (128, 128, 3),
@@ -29,14 +30,7 @@ SHAPES = [(16, 16, 14), (16, 48, 14), (48, 48, 7), (48, 128, 7), (128, 128, 3),
 
 
 def median_ms(f, repeats: int) -> float:
-    for _ in range(3):  # oneDNN picks and caches its kernel on the first calls
-        f()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        f()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_seconds(f, repeats)  # after 3 untimed calls: oneDNN picks its kernel
 
 
 def main() -> None:
