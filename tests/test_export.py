@@ -57,7 +57,7 @@ def test_every_registered_model_exports_and_agrees_with_torch(toy, tmp_path, mod
 
 
 def test_onnx_file_contract(toy, tmp_path):
-    run = toy_run(tmp_path, tta=True)  # test-time augmentation travels into the graph
+    run = toy_run(tmp_path, tta=True, tta_shifts=True)  # test-time views go into the graph
     x, y = toy.arrays["test_images"], toy.arrays["test_labels"].astype(np.int64)
     path, check = export_onnx(run, tmp_path / "model.onnx", x, y)
     model = onnx.load(str(path), load_external_data=False)
@@ -68,6 +68,7 @@ def test_onnx_file_contract(toy, tmp_path):
     assert json.loads(meta["class_names"]) == [f"class{i}" for i in range(10)]
     assert json.loads(meta["test_accuracy"]) == pytest.approx(run.metrics["test_acc"])
     assert meta["fmnist_version"] and "uint8" in meta["input"] and meta["tta"] == "true"
+    assert meta["tta_shifts"] == "true"
     (inp,) = model.graph.input
     assert inp.name == INPUT and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert inp.type.tensor_type.shape.dim[0].dim_param  # a named, dynamic batch dimension
@@ -109,8 +110,10 @@ def test_cli_export_prints_parity_and_writes_both_formats(toy, tmp_path, capsys)
 def test_safetensors_round_trip_without_pickle(toy, tmp_path):
     from fmnist.export.weights import export_safetensors, load_safetensors
 
-    run = toy_run(tmp_path, "cnn", precision="auto")  # bf16 where the CPU has it
+    run = toy_run(tmp_path, "cnn", precision="auto", tta_shifts=True)  # bf16 where it can
     paths, checked = export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
+    # the read-back check ran the card's views: the shifts, which the card records
+    assert json.loads(paths[1].read_text())["tta_shifts"] is True
     assert "without pickle" in checked and "on 100 test images" in checked
     blob = paths[0].read_bytes()
     header = int.from_bytes(blob[:8], "little")

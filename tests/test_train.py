@@ -320,3 +320,66 @@ def test_tta_averages_an_image_and_its_mirror():
     mirrored = DeviceData(images[:, :, ::-1].copy(), np.zeros(6, np.int64), 0.3, 0.35)
     plain, flipped = logits_of(model, data), logits_of(model, mirrored)
     assert torch.allclose(logits_of(model, data, tta=True), (plain + flipped) / 2, atol=1e-5)
+
+
+def moved(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """uint8 images moved dy rows down and dx columns right, the edge left black (0)."""
+    out = np.zeros_like(images)
+    h, w = images.shape[1:]
+    out[:, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        images[:, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def test_tta_shifts_average_the_image_moved_one_pixel_each_way():
+    from fmnist.data.batches import DeviceData
+    from fmnist.evaluate import logits_of
+    from fmnist.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("cnn").eval()
+    images = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+
+    def logits(imgs: np.ndarray, **kw) -> torch.Tensor:
+        return logits_of(model, DeviceData(imgs, np.zeros(6, np.int64), 0.3, 0.35), **kw)
+    views = [images, images[:, :, ::-1].copy()] + [moved(images, dy, dx) for dy, dx in
+                                                    ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    want = sum(logits(v) for v in views) / 6  # the moved edge is black, as in the data set
+    assert torch.allclose(logits(images, tta=True, shifts=True), want, atol=1e-5)
+    # without the mirror: the image and its four moves
+    want = sum(logits(v) for v in [views[0], *views[2:]]) / 5
+    assert torch.allclose(logits(images, shifts=True), want, atol=1e-5)
+    assert not torch.allclose(logits(images, shifts=True), logits(images), atol=1e-3)
+
+
+def test_tta_shifts_score_the_test_set_but_never_choose_an_epoch(toy, tmp_path, monkeypatch):
+    import fmnist.evaluate as ev
+    import fmnist.loop as loop
+
+    calls = {"shifted": 0, "while_choosing": 0}
+    real_shifted, real_score = ev.shifted, loop.score
+
+    def counted(*a, **kw):
+        calls["shifted"] += 1
+        return real_shifted(*a, **kw)
+
+    def score(*a, **kw):  # per-epoch scoring: validation accuracy chooses the epoch
+        before = calls["shifted"]
+        try:
+            return real_score(*a, **kw)
+        finally:
+            calls["while_choosing"] += calls["shifted"] - before
+    monkeypatch.setattr(ev, "shifted", counted)
+    monkeypatch.setattr(loop, "score", score)
+    run = api.train(toy_config(epochs=2, tta=True, tta_shifts=True), out=tmp_path / "run",
+                    plots=False)
+    assert calls["while_choosing"] == 0 and calls["shifted"] > 0  # the test set: shifted
+    from fmnist.data.batches import DeviceData
+
+    images, labels = toy.arrays["test_images"], toy.arrays["test_labels"]
+    data = DeviceData(images, labels, run.facts.mean, run.facts.std)
+    want = torch.softmax(ev.logits_of(run.model, data, autocast=run.parts.autocast, tta=True,
+                                      shifts=True).double(), 1)
+    assert np.allclose(run.predict(images), want.numpy(), atol=1e-6)
+    assert run.metrics["test_acc"] == pytest.approx(
+        float((want.argmax(1) == data.labels).float().mean()))

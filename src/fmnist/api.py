@@ -74,7 +74,8 @@ class Run:
         images = image_batch(images, "predict")
         data = DeviceData(images, np.zeros(len(images), np.int64), self.facts.mean,
                           self.facts.std, self.parts.device)
-        return probabilities(self.model, data, batch_size, self.parts.autocast, self.config.train.tta)
+        tc = self.config.train
+        return probabilities(self.model, data, batch_size, self.parts.autocast, tc.tta, tc.tta_shifts)
 
     def evaluate(self, split: str = "test", data_dir: str | os.PathLike | None = None) -> dict:
         """metrics.json's dict for a split of the run's data set, scored afresh."""
@@ -184,7 +185,7 @@ def finish(parts: Parts, history: list[dict], best_epoch: int | None, stopped_ea
         path = run_dir / runs.BEST
         runs.load_weights(parts.model, runs.load_checkpoint(path, parts.device), parts.config.model.name, path)
     test = parts.data.test
-    probs = probabilities(parts.model, test, tc.eval_batch_size, parts.autocast, tc.tta)
+    probs = probabilities(parts.model, test, tc.eval_batch_size, parts.autocast, tc.tta, tc.tta_shifts)
     labels = test.labels.cpu().numpy()
     metrics = {"split": "test", **M.summary(labels, probs, parts.facts.class_names)}
     scored = history[best_epoch] if use_best else history[-1]

@@ -155,6 +155,9 @@ class TrainConfig:
     threads: int = setting(0, "CPU threads for torch (0: every usable core)")
     tta: bool = setting(False, "test-time augmentation: score each image and its mirror "
                         "image, averaged (validation and test alike)")
+    tta_shifts: bool = setting(False, "at the final scoring (the test set, predictions, "
+                               "exported models) also average the image moved one pixel "
+                               "up, down, left and right; epochs are still chosen without")
     select: str = setting("best", "weights scored on the test set: best (by validation "
                           "accuracy; the last without a validation split) or last",
                           choices=SELECTIONS)

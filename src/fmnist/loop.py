@@ -78,7 +78,7 @@ def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, secon
               "batch_loss": batch_loss}
     data = parts.data
     splits = {"train": data.train_eval, "val": data.val, **({"test": data.test} if tc.eval_test else {})}
-    for name, split in splits.items():
+    for name, split in splits.items():  # tta_shifts only at the final scoring: 3x the views
         loss, acc = (loss_and_accuracy(parts.model, split, tc.eval_batch_size, parts.autocast, tc.tta)
                      if len(split) else (None, None))
         record[f"{name}_loss"], record[f"{name}_acc"] = loss, acc

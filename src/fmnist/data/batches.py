@@ -37,6 +37,11 @@ class DeviceData:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def background(self) -> float:
+        """What normalise makes of a 0 (black background) pixel."""
+        return -(self.mean / self.std)
+
     def normalise(self, images_u8: torch.Tensor) -> torch.Tensor:
         """uint8 (B, 28, 28) -> float32 (B, 1, 28, 28), zero mean and unit std."""
         # one multiply and one subtract in place: (u8 / 255 - mean) / std in half the passes

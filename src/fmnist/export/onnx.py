@@ -25,6 +25,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import FmnistError
+from ..evaluate import tta_logits
 from ..fsutil import atomic_write_bytes, check_target
 from . import need
 
@@ -42,23 +43,25 @@ INPUT_SPEC = ("pixels: uint8 (N, 28, 28), 0 = black background, garment light, a
 class PixelModel(nn.Module):
     """The run's model behind its input scaling: uint8 pixels in, logits and probabilities out."""
 
-    def __init__(self, model: nn.Module, mean: float, std: float, tta: bool = False) -> None:
+    def __init__(self, model: nn.Module, mean: float, std: float, tta: bool = False,
+                 shifts: bool = False) -> None:
         super().__init__()
-        self.model, self.mean, self.std, self.tta = model, float(mean), float(std), tta
+        self.model, self.mean, self.std = model, float(mean), float(std)
+        self.tta, self.shifts = tta, shifts
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the same ops in the same order as DeviceData.normalise, so torch agrees bit for bit
         x = (pixels.unsqueeze(1).float() / 255.0 - self.mean) / self.std  # (N, 1, 28, 28)
-        logits = self.model(x)
-        if self.tta:  # as the run was scored: the mean with the mirror image's logits
-            logits = 0.5 * (logits + self.model(x.flip(-1)))
+        # as the run was scored: averaged over its test-time views (mirror, shifts)
+        logits = tta_logits(self.model, x, self.tta, self.shifts, -(self.mean / self.std))
         return logits, torch.softmax(logits, dim=1)
 
 
 def pixel_model(run) -> PixelModel:
     """An fp32 CPU copy of a loaded run's model (bf16 autocast is not used: fp32 weights)."""
     model = copy.deepcopy(run.model).cpu().float().to(memory_format=torch.contiguous_format)
-    return PixelModel(model, run.facts.mean, run.facts.std, run.config.train.tta).eval()
+    tc = run.config.train
+    return PixelModel(model, run.facts.mean, run.facts.std, tc.tta, tc.tta_shifts).eval()
 
 
 def metadata(run) -> dict[str, str]:
@@ -73,6 +76,7 @@ def metadata(run) -> dict[str, str]:
         "test_accuracy": json.dumps(m.get("test_acc")), "test_split": m.get("split", "test"),
         "seed": str(run.config.train.seed), "trained_precision": f.precision,
         "tta": json.dumps(bool(run.config.train.tta)),
+        "tta_shifts": json.dumps(bool(run.config.train.tta_shifts)),
     }
 
 

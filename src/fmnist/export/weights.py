@@ -34,6 +34,7 @@ def model_card(run) -> dict:
                   "scaling": f.scaling, "mean": f.mean, "std": f.std,
                   "formula": "x = (pixels / 255 - mean) / std"},
         "tta": bool(run.config.train.tta),
+        "tta_shifts": bool(run.config.train.tta_shifts),  # older cards lack it: False
         "accuracy": {"value": m.get("test_acc"), "split": m.get("split", "test"),
                      "weights": m.get("weights"), "seed": run.config.train.seed,
                      "split_seed": run.config.data.split_seed,
@@ -71,7 +72,8 @@ def _check_round_trip(run, blob: bytes, card: dict, images: np.ndarray | None, p
     x = torch.from_numpy(np.asarray(images if images is not None else
                                     np.zeros((1, 28, 28), np.uint8))[:1000])
     inp = card["input"]
-    got = PixelModel(model.eval(), inp["mean"], inp["std"], card["tta"])(x)[0]
+    got = PixelModel(model.eval(), inp["mean"], inp["std"], card["tta"],
+                     card.get("tta_shifts", False))(x)[0]
     diff = float((got - pixel_model(run)(x)[0]).abs().max())
     if not diff <= 1e-5:  # the same fp32 ops on the same weights: equal up to kernel choice
         raise FmnistError(f"{path}: not written: the weights read back give logits "
