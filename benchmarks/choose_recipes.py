@@ -42,9 +42,10 @@ CANDIDATES: dict[str, list[list[str]]] = {
     + [["--label-smoothing", "0.3"], ["--batch-size", "128", "--lr", "0.1"],
        ["--whiten", "--epochs", "7"], ["--whiten", "--epochs", "6"]],
     # over the recipe (cnn, 50 epochs, erasing 0.25, warm-up 5): fewer epochs, the base's
-    # smoothing, a cnn twice the MACs for half the epochs, more shift, no erasing (shift TTA:
-    # benchmarks/tta_views.py)
+    # smoothing, more weight decay, a lower peak rate, a cnn twice the MACs for half the
+    # epochs, more shift, no erasing (shift TTA: benchmarks/tta_views.py)
     "best-cpu": [[], ["--epochs", "40", "--warmup-epochs", "4"], ["--label-smoothing", "0.1"],
+                 ["--weight-decay", "1e-3"], ["--lr", "0.2"],
                  ["--model-arg", "widths=[24,64,192]", "--epochs", "24", "--warmup-epochs", "3"],
                  ["--crop-pad", "2"], ["--erase", "0"]],
 }
