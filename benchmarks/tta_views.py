@@ -37,6 +37,9 @@ def main() -> int:
     for run_dir in args.runs:
         run = Run.load(run_dir)
         parts = build(run.config, optimizer=False)  # the data, split as the run split it
+        if not len(parts.data.val):  # e.g. best-cpu, which trains on every image
+            print(f"{str(run_dir)[-40:]:<40} no validation split: nothing to score", flush=True)
+            continue
         parts.model.load_state_dict(run.model.state_dict())
         accs = [loss_and_accuracy(parts.model, parts.data.val, 1000, parts.autocast, *v)[1]
                 for v in VIEWS.values()]

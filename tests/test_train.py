@@ -57,6 +57,22 @@ def test_run_directory_holds_everything(toy, tmp_path):
     assert config["model"]["name"] == "mlp" and "command" in config
 
 
+def test_without_a_validation_split_every_image_trains_and_the_last_weights_are_scored(toy, tmp_path):
+    # best-cpu's refit on all 60,000 images: nothing is held out, so nothing can choose an
+    # epoch; the last weights are scored, and the curves and report still come out
+    config = toy_config(epochs=2, eval_every=7).replace(data={"val_size": 0})
+    run = api.train(config, out=tmp_path / "run", plots=True)
+    assert len(run.parts.data.train) == 600 and len(run.parts.data.val) == 0
+    history = runs.load_history(run.dir)
+    assert [r["step"] for r in history] == [0, 7, 14, 21, 24]  # every 7 steps and at the end
+    assert all(r["val_acc"] is None and r["train_acc"] is not None for r in history)
+    metrics = json.loads((run.dir / "metrics.json").read_text())
+    assert metrics["weights"] == "last" and metrics["best_epoch"] is None
+    assert metrics["val_acc"] is None and metrics["test_acc"] > 0.5
+    names = {p.name for p in run.dir.iterdir()}
+    assert runs.BEST not in names and {"curves.png", "report.html"} <= names
+
+
 def test_same_seed_same_numbers(toy, tmp_path):
     a = api.train(toy_config(), out=tmp_path / "a", plots=False)
     b = api.train(toy_config(), out=tmp_path / "b", plots=False)
