@@ -4,6 +4,7 @@ process, over seeds, next to a plain PyTorch baseline measured in the same run.
     python benchmarks/train.py                       # fast and default, 3 seeds each
     python benchmarks/train.py --only best-cpu       # the long one
     python benchmarks/train.py --only fast --seeds 3 --no-baseline --json out.json
+    python benchmarks/train.py --only best-gpu --jobs 3 --flags "--threads 4"  # on a GPU
 
 Each case runs `python -m fmnist train --recipe NAME --seed S` in a subprocess (wall time =
 start-up, data, training, scoring the 10k test images, writing the run, and the figures and
@@ -11,7 +12,9 @@ report unless the case says --no-plots) and reads the run's metrics.json: test a
 mean ± std over the seeds, and the median wall time. The baseline (baseline_pytorch.py) is
 the pytorch/examples loop over a per-sample DataLoader with the same model, optimizer, epochs
 and batch size; the ratio is its median wall time over ours. A first untimed call warms the
-file cache and the decoded-data cache, as for a user's second command.
+file cache and the decoded-data cache, as for a user's second command. --jobs runs that many
+seeds at once (a GPU that one small model leaves idle most of the time): each wall time is
+then an upper bound on the run's own, as the runs share the machine.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,25 +73,49 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", nargs="*", choices=sorted(CASES), help="recipes (default: fast default)")
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=1, help="seeds run at once (default: 1)")
+    p.add_argument("--flags", default="", help='fmnist train flags added to every run, e.g. '
+                   '"--device cuda --threads 4"')
     p.add_argument("--no-baseline", action="store_true", help="skip the plain PyTorch loop")
     p.add_argument("--data-dir", help="default: $FMNIST_DATA or ../shared/data")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--keep", type=Path, help="keep the run directories in this folder")
     args = p.parse_args()
+    if args.jobs < 1 or args.seeds < 1:
+        p.error("--jobs and --seeds must be at least 1")
     data = args.data_dir or os.environ.get("FMNIST_DATA") or str(REPO.parent / "shared" / "data")
     env = {**os.environ, "FMNIST_DATA": data, "PYTHONPATH": str(REPO / "src")}
     import torch
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    if torch.cuda.is_available():
+        machine += f", {torch.cuda.get_device_name(0)}"
     print(machine)
     results: dict = {"machine": machine, "cases": {}}
+    failed = False
     subprocess.run([sys.executable, "-m", "fmnist", "data", "info"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # warm: decoded-data cache written, files cached
     print(f"{'recipe':<15} {'test acc % (seeds)':>20} {'wall s (median)':>16} {'baseline s':>11} "
           f"{'ratio':>6}  target")
     for name in args.only or ["fast", "default"]:
         flags, acc_target, s_target = CASES[name]
-        ours = [run_ours(name, flags, seed, env, args.keep) for seed in range(args.seeds)]
+        flags = [*flags, *args.flags.split()]
+
+        def one(seed: int, name=name, flags=flags) -> dict | None:
+            try:
+                r = run_ours(name, flags, seed, env, args.keep)
+            except subprocess.CalledProcessError as err:  # its error line is above
+                print(f"  {name} seed {seed}: FAILED (exit {err.returncode})", flush=True)
+                return None
+            print(f"  {name} seed {seed}: test {100 * r['test_acc']:.2f}%, {r['wall']:.1f} s whole, "
+                  f"{r['train']:.1f} s training", flush=True)  # a run killed later keeps these
+            return r
+
+        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            ours = [r for r in pool.map(one, range(args.seeds)) if r is not None]
+        failed |= len(ours) < args.seeds
+        if not ours:
+            continue
         wall = statistics.median(r["wall"] for r in ours)
         accs = [r["test_acc"] for r in ours]
         base = [] if args.no_baseline else [run_baseline(name, 0, env)]
@@ -102,9 +130,9 @@ def main() -> int:
         results["cases"][name] = {"flags": flags, "runs": ours, "baseline": base,
                                   "test_acc_mean": statistics.mean(accs), "wall_s_median": wall,
                                   "target_met": met}
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+        if args.json:  # after each recipe: a run cut short keeps the ones before
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

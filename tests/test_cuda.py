@@ -12,6 +12,7 @@ from fmnist.build import build
 from fmnist.compare import make_plan, run_plan
 from fmnist.compare.execute import Execution
 from fmnist.config import RunConfig
+from fmnist.loop import TrainingDiverged
 
 from conftest import cut_short
 
@@ -49,6 +50,15 @@ def test_gpu_run_cut_short_resumes_to_the_same_numbers(toy, tmp_path):
     resumed = api.resume(cut, plots=False)
     assert resumed.metrics["test_acc"] == whole.metrics["test_acc"]
     assert [r["val_loss"] for r in runs.load_history(cut)] == [r["val_loss"] for r in whole.history]
+
+
+def test_gpu_divergence_stops_before_a_checkpoint_holds_a_nan(toy, tmp_path):
+    # on a GPU the loss is read back only every 20 steps and before each checkpoint
+    config = gpu_config(epochs=3).replace(optim={"name": "sgd", "lr": 1e12})
+    with pytest.raises(TrainingDiverged, match="lower the learning rate"):
+        api.train(config, out=tmp_path / "run", plots=False)
+    weights = runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
 def test_comparison_cells_on_the_gpu(toy, tmp_path):

@@ -123,6 +123,24 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             on_epoch(s.history)
         clock["t0"] = time.perf_counter()
 
+    # A NaN or infinite loss stops the run. On the CPU each step's loss is checked before its
+    # backward pass. On a GPU, reading a number back waits for all the work queued before it,
+    # and a read at every step would keep the CPU from queueing the next steps meanwhile: there
+    # the running sum of the losses is checked instead (a NaN or inf stays in it) every 20
+    # steps and before every checkpoint, so a checkpoint never holds weights a NaN reached.
+    on_cpu = device.type == "cpu"
+
+    def diverged(bar, what: str, epoch: int) -> None:
+        bar.close()
+        where = f"; the last good checkpoint is {store.checkpoint_name}" if store else ""
+        raise TrainingDiverged(f"{what}: lower the learning rate (--lr) or clip gradients "
+                               f"(--clip-grad){where}", epoch, s.step)
+
+    def check_finite(bar, epoch: int) -> None:
+        total = sums["loss"].item()
+        if not math.isfinite(total):
+            diverged(bar, f"loss became {total} by epoch {epoch}, step {s.step}", epoch)
+
     def patience_out() -> bool:
         return tc.patience is not None and s.bad_epochs >= tc.patience
 
@@ -155,12 +173,8 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             with parts.autocast():
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
-            if not torch.isfinite(loss):
-                bar.close()
-                where = f"; the last good checkpoint is {store.checkpoint_name}" if store else ""
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch}, step {s.step}: lower the "
-                    f"learning rate (--lr) or clip gradients (--clip-grad){where}", epoch, s.step)
+            if on_cpu and not torch.isfinite(loss):  # (a GPU's loss: see check_finite)
+                diverged(bar, f"loss became {loss.item()} at epoch {epoch}, step {s.step}", epoch)
             # backward
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,11 +188,13 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             sums["n"] += len(y)
             bar.update()
             if s.step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
+                check_finite(bar, epoch)
                 bar.set_postfix(loss=f"{sums['loss'].item() / sums['n']:.4f}",
                                 acc=f"{100 * sums['correct'].item() / sums['n']:.1f}%",
                                 lr=f"{factor * peak_lrs[0]:.2g}")
             # evaluate every eval_every steps: a paper's protocol in steps, not epochs
             if tc.eval_every and (s.step % tc.eval_every == 0 or s.step == total_steps):
+                check_finite(bar, epoch)  # never a checkpoint of weights a NaN has reached
                 record(_mean_loss(sums))
                 torch.manual_seed(step_seed(tc.seed, s.step))  # as a run resumed here will
                 model.train()
@@ -187,6 +203,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         bar.close()
         skip = 0
         if not tc.eval_every:  # evaluate after the epoch
+            check_finite(bar, epoch)
             record(_mean_loss(sums))
         if s.step >= total_steps:
             break

@@ -57,25 +57,44 @@ class DeviceData:
         order = (torch.randperm(n, generator=generator, device="cpu").to(self.device)
                  if shuffle else None)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
+        augmenting = augment is not None and augment.active
+        if augmenting:
+            # the epoch's random numbers, drawn on the CPU batch after batch as augment_batch
+            # would draw them, then copied to the device in one piece: a copy from the CPU
+            # waits for the GPU's queue, and eight of them a batch kept it from running ahead
+            sizes = [min(batch_size, stop - start) for start in range(0, stop, batch_size)]
+            draws = torch.cat([draw_augment(augment, b, generator) for b in sizes] or
+                              [torch.empty(0, 0)], dim=1).to(self.device)
         for start in range(0, stop, batch_size):
             if order is not None:  # index_select, not images[idx]: 51 vs 357 us a batch of 512
                 idx = order[start:start + batch_size]
                 images, labels = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             else:
                 images, labels = self.images[start:start + batch_size], self.labels[start:start + batch_size]
-            if augment is not None and augment.active:
-                images = augment_batch(images, augment, generator)
+            if augmenting:
+                images = augment_batch(images, augment, draws=draws[:, start:start + len(images)])
             yield self.normalise(images), labels
 
 
-def augment_batch(images: torch.Tensor, aug: Augment,
-                  generator: torch.Generator | None) -> torch.Tensor:
-    """Random crop, flip and erase on a uint8 batch (B, H, W), all vectorised."""
+def draw_augment(aug: Augment, b: int, generator: torch.Generator | None) -> torch.Tensor:
+    """The uniform random numbers augment_batch uses on a batch of b images: (k, b) float32,
+    one row per use, drawn on the CPU generator (the same numbers on any device)."""
+    rows = 2 * (aug.crop_pad > 0) + aug.flip + 5 * (aug.erase > 0)
+    return torch.rand(rows, b, generator=generator) if rows else torch.empty(0, b)
+
+
+def augment_batch(images: torch.Tensor, aug: Augment, generator: torch.Generator | None = None,
+                  draws: torch.Tensor | None = None) -> torch.Tensor:
+    """Random crop, flip and erase on a uint8 batch (B, H, W), all vectorised; the random
+    numbers are `draws` (draw_augment's, on the images' device), else drawn from generator."""
     b, h, w = images.shape
     dev = images.device
+    if draws is None:
+        draws = draw_augment(aug, b, generator).to(dev)
+    unused = iter(draws)
 
-    def rand(*shape: int) -> torch.Tensor:  # draw on the CPU generator: same numbers anywhere
-        return torch.rand(*shape, generator=generator).to(dev)
+    def rand(_b: int) -> torch.Tensor:  # the next row of draws: b numbers
+        return next(unused)
 
     if aug.crop_pad > 0:
         p = aug.crop_pad

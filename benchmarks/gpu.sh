@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 11 as one prepared command: the CUDA-marked tests, the default
+# recipe and best-gpu over 3 seeds, and the paper's 10-seed optimizer comparison, with
+# absolute times. Meant for a borrowed GPU machine with little time on it: the stages run in
+# order of importance, each under its share of a deadline (DEADLINE seconds from the start,
+# default 540), and every figure lands in OUT_DIR as soon as it exists, so a run cut short
+# still reports what it finished. Nothing is installed: the machine's python3 must have torch
+# (with CUDA), numpy, matplotlib, tqdm, Pillow and pytest; the package runs from src/.
+#
+#   bash benchmarks/gpu.sh [OUT_DIR]          # OUT_DIR: $OUT, else ./gpu-checks
+#
+# Data: FMNIST_DATA, else ./.devdata, else ../shared/data: a folder with fashion-mnist/ (the
+# four .gz files and SHA256SUMS). A machine that cannot download gets a copy beside the code:
+#   mkdir -p .devdata && cp -r ../shared/data/fashion-mnist .devdata/ \
+#     && echo /.devdata/ >> .git/info/exclude          # then ship .devdata with the tree
+#
+# Dry run of the flow on a CPU (tiny runs; the CUDA tests skip): GPU_CHECKS_DRY=1 bash ...
+# What comes back (at most 8 files): summary.txt (one line a stage: exit status, seconds),
+# log.txt (everything printed), default.json, best-gpu.json, compare.json.
+set -u
+cd "$(dirname "$0")/.."
+OUT_DIR=${1:-${OUT:-gpu-checks}}
+mkdir -p "$OUT_DIR"
+OUT_DIR=$(cd "$OUT_DIR" && pwd)
+PY=${PYTHON:-python3}
+START=$(date +%s)
+DEADLINE=${DEADLINE:-540}
+if [ -z "${FMNIST_DATA:-}" ]; then
+    if [ -d .devdata ]; then FMNIST_DATA=$PWD/.devdata; else FMNIST_DATA=$PWD/../shared/data; fi
+fi
+export FMNIST_DATA PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+WORK=$(mktemp -d)  # run folders and comparison cells: only their figures come back
+trap 'rm -rf "$WORK"' EXIT
+
+if [ -n "${GPU_CHECKS_DRY:-}" ]; then  # the same stages, tiny, on the CPU
+    TRAIN_FLAGS="--device cpu --epochs 1 --train-limit 3000 --val-size 500 --threads 1"
+    SEEDS=2
+    COMPARE=(--preset dissecting-adam --seeds 1 --steps 40 --eval-every 40 --device cpu
+             --train-limit 2000 --jobs 2)
+else
+    TRAIN_FLAGS="--device cuda --threads 4"
+    SEEDS=3
+    COMPARE=(--preset dissecting-adam --jobs 8 --device cuda)
+fi
+
+# stage NAME SHARE COMMAND...: run COMMAND (output to log.txt) for at most SHARE seconds and
+# never past the deadline; a line in summary.txt says how it ended
+stage() {
+    local name=$1 share=$2 left t0 rc
+    shift 2
+    left=$((DEADLINE - ($(date +%s) - START)))
+    if [ "$left" -lt 20 ]; then
+        echo "$name: skipped, the deadline has passed" | tee -a "$OUT_DIR/summary.txt"
+        return
+    fi
+    [ "$share" -gt "$left" ] && share=$left
+    echo "=== $name (at most ${share} s)" >> "$OUT_DIR/log.txt"
+    t0=$(date +%s)
+    timeout --kill-after=10 "$share" "$@" >> "$OUT_DIR/log.txt" 2>&1
+    rc=$?
+    local how="exit $rc"
+    [ "$rc" -eq 124 ] && how="cut off at its ${share}-s limit"
+    echo "$name: $how, $(($(date +%s) - t0)) s" | tee -a "$OUT_DIR/summary.txt"
+}
+
+: > "$OUT_DIR/summary.txt"
+: > "$OUT_DIR/log.txt"
+stage machine 30 bash -c "nvidia-smi -L 2>&1 | head -4; $PY -c 'import sys, torch;
+print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(),
+      torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"-\")'"
+stage cuda-tests 120 "$PY" -m pytest -p no:cacheprovider -q -m cuda tests/test_cuda.py
+stage default 100 "$PY" benchmarks/train.py --only default --seeds "$SEEDS" --no-baseline \
+    --flags "$TRAIN_FLAGS" --json "$OUT_DIR/default.json"
+stage best-gpu 240 "$PY" benchmarks/train.py --only best-gpu --seeds "$SEEDS" --jobs "$SEEDS" \
+    --no-baseline --flags "$TRAIN_FLAGS" --json "$OUT_DIR/best-gpu.json"
+stage compare 150 "$PY" -m fmnist compare "${COMPARE[@]}" --out "$WORK/compare" --no-plots \
+    --quiet
+if [ -f "$WORK/compare/summary.json" ]; then cp "$WORK/compare/summary.json" "$OUT_DIR/compare.json"; fi
+echo "total: $(($(date +%s) - START)) s" | tee -a "$OUT_DIR/summary.txt"
