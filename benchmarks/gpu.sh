@@ -19,10 +19,11 @@
 # log.txt (everything printed), default.json, best-gpu.json, compare.json (the comparison's
 # summary, or the cells it finished in time).
 set -u
-cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-gpu-checks}}
 mkdir -p "$OUT_DIR"
-OUT_DIR=$(cd "$OUT_DIR" && pwd)
+OUT_DIR=$(cd "$OUT_DIR" && pwd)  # before the cd below: a relative OUT_DIR is the caller's
+if [ -n "${FMNIST_DATA:-}" ] && [ -d "$FMNIST_DATA" ]; then FMNIST_DATA=$(cd "$FMNIST_DATA" && pwd); fi
+cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 START=$(date +%s)
 DEADLINE=${DEADLINE:-540}
@@ -70,10 +71,10 @@ stage machine 30 bash -c "nvidia-smi -L 2>&1 | head -4; $PY -c 'import sys, torc
 print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"-\")'"
 stage cuda-tests 120 "$PY" -m pytest -p no:cacheprovider -q -m cuda tests/test_cuda.py
-stage default 100 "$PY" benchmarks/train.py --only default --seeds "$SEEDS" --no-baseline \
-    --flags "$TRAIN_FLAGS" --json "$OUT_DIR/default.json"
+stage default 150 "$PY" benchmarks/train.py --only default --seeds "$SEEDS" --no-baseline \
+    --flags="$TRAIN_FLAGS" --json "$OUT_DIR/default.json"
 stage best-gpu 240 "$PY" benchmarks/train.py --only best-gpu --seeds "$SEEDS" --jobs "$SEEDS" \
-    --no-baseline --flags "$TRAIN_FLAGS" --json "$OUT_DIR/best-gpu.json"
+    --no-baseline --flags="$TRAIN_FLAGS" --json "$OUT_DIR/best-gpu.json"
 stage compare "$DEADLINE" "$PY" -m fmnist compare "${COMPARE[@]}" --out "$WORK/compare" \
     --no-plots --quiet  # the rest of the time
 # the comparison's summary, or the cells that finished before the deadline

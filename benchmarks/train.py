@@ -4,7 +4,7 @@ process, over seeds, next to a plain PyTorch baseline measured in the same run.
     python benchmarks/train.py                       # fast and default, 3 seeds each
     python benchmarks/train.py --only best-cpu       # the long one
     python benchmarks/train.py --only fast --seeds 3 --no-baseline --json out.json
-    python benchmarks/train.py --only best-gpu --jobs 3 --flags "--threads 4"  # on a GPU
+    python benchmarks/train.py --only best-gpu --jobs 3 --flags="--threads 4"  # on a GPU
 
 Each case runs `python -m fmnist train --recipe NAME --seed S` in a subprocess (wall time =
 start-up, data, training, scoring the 10k test images, writing the run, and the figures and
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -99,7 +100,7 @@ def main() -> int:
           f"{'ratio':>6}  target")
     for name in args.only or ["fast", "default"]:
         flags, acc_target, s_target = CASES[name]
-        flags = [*flags, *args.flags.split()]
+        flags = [*flags, *shlex.split(args.flags)]
 
         def one(seed: int, name=name, flags=flags) -> dict | None:
             try:
@@ -112,9 +113,14 @@ def main() -> int:
             return r
 
         with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-            ours = [r for r in pool.map(one, range(args.seeds)) if r is not None]
-        failed |= len(ours) < args.seeds
+            done = dict(zip(range(args.seeds), pool.map(one, range(args.seeds))))
+        ours = [r for r in done.values() if r is not None]
+        lost = [seed for seed, r in done.items() if r is None]
+        failed |= bool(lost)
         if not ours:
+            results["cases"][name] = {"flags": flags, "failed_seeds": lost}
+            if args.json:
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
             continue
         wall = statistics.median(r["wall"] for r in ours)
         accs = [r["test_acc"] for r in ours]
@@ -127,7 +133,7 @@ def main() -> int:
         print(f"{name:<15} {pm(accs) + f' ({len(accs)})':>20} {wall:16.1f} "
               f"{base_wall if base_wall is not None else float('nan'):11.1f} "
               f"{(base_wall / wall) if base_wall else float('nan'):6.1f}  {target}", flush=True)
-        results["cases"][name] = {"flags": flags, "runs": ours, "baseline": base,
+        results["cases"][name] = {"flags": flags, "runs": ours, "failed_seeds": lost, "baseline": base,
                                   "test_acc_mean": statistics.mean(accs), "wall_s_median": wall,
                                   "target_met": met}
         if args.json:  # after each recipe: a run cut short keeps the ones before

@@ -108,6 +108,17 @@ def test_non_finite_loss_stops_with_a_clear_message(toy, tmp_path):
     assert metrics["diverged"] and metrics["test_acc"] is None and metrics["diverged_at"]["epoch"] >= 1
 
 
+def test_weights_made_infinite_by_the_last_step_never_reach_a_checkpoint(toy, tmp_path):
+    # one step: its loss is finite (the initial weights), its update is not; the record after
+    # it must stop the run instead of checkpointing infinite weights as the last good ones
+    config = toy_config(epochs=1).replace(optim={"name": "sgd", "lr": 1e300},
+                                          train={"steps": 1})
+    with pytest.raises(TrainingDiverged, match="weights became NaN or infinite"):
+        api.train(config, out=tmp_path / "run", plots=False)
+    weights = runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
 def test_early_stopping_restores_best_weights(toy, tmp_path):
     config = toy_config(epochs=8, patience=1, schedule="constant").replace(
         optim={"name": "sgd", "lr": 1e-9})  # nothing improves after epoch 1

@@ -107,6 +107,9 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         if s.step > 0:  # training time, not scoring (epoch 0 is before any: 0 s)
             clock["seconds"] += time.perf_counter() - clock["t0"]
         epoch = s.step / steps_per_epoch  # fractional between epochs (eval_every)
+        if s.step > 0 and not _all_finite(model):  # a finite loss, then a step too far
+            diverged(f"the weights became NaN or infinite by epoch {math.ceil(epoch)}, step "
+                     f"{s.step}", math.ceil(epoch))
         r = score(parts, tc, int(epoch) if epoch.is_integer() else round(epoch, 4), s.step,
                   opt.param_groups[0]["lr"] if lr is None else lr, clock["seconds"], batch_loss)
         s.history.append(r)
@@ -127,19 +130,22 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
     # backward pass. On a GPU, reading a number back waits for all the work queued before it,
     # and a read at every step would keep the CPU from queueing the next steps meanwhile: there
     # the running sum of the losses is checked instead (a NaN or inf stays in it) every 20
-    # steps and before every checkpoint, so a checkpoint never holds weights a NaN reached.
+    # steps and before every record, and the step reported is the one it was found at. Every
+    # record also checks the weights (a finite loss can still take a step to inf), so no
+    # checkpoint holds weights a NaN reached.
     on_cpu = device.type == "cpu"
+    live = {"bar": _NoBar()}  # the epoch's progress bar, closed before an error is raised
 
-    def diverged(bar, what: str, epoch: int) -> None:
-        bar.close()
+    def diverged(what: str, epoch: int) -> None:
+        live["bar"].close()
         where = f"; the last good checkpoint is {store.checkpoint_name}" if store else ""
         raise TrainingDiverged(f"{what}: lower the learning rate (--lr) or clip gradients "
                                f"(--clip-grad){where}", epoch, s.step)
 
-    def check_finite(bar, epoch: int) -> None:
+    def check_finite(epoch: int) -> None:
         total = sums["loss"].item()
         if not math.isfinite(total):
-            diverged(bar, f"loss became {total} by epoch {epoch}, step {s.step}", epoch)
+            diverged(f"loss became {total} by epoch {epoch}, step {s.step}", epoch)
 
     def patience_out() -> bool:
         return tc.patience is not None and s.bad_epochs >= tc.patience
@@ -158,8 +164,9 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         torch.manual_seed(step_seed(tc.seed, s.step) if skip else epoch_seed(tc.seed, epoch))
         gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))  # order, augmentation
         model.train()
-        bar = _bar(progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
-                   desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
+        bar = live["bar"] = _bar(
+            progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
+            desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
         for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
                                                       augment=parts.augment, drop_last=True)):
             if i < skip:  # the same order and augmentation draws as the run that was cut short
@@ -174,7 +181,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
             if on_cpu and not torch.isfinite(loss):  # (a GPU's loss: see check_finite)
-                diverged(bar, f"loss became {loss.item()} at epoch {epoch}, step {s.step}", epoch)
+                diverged(f"loss became {loss.item()} at epoch {epoch}, step {s.step}", epoch)
             # backward
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -188,13 +195,13 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             sums["n"] += len(y)
             bar.update()
             if s.step % 20 == 0:  # .item() syncs a GPU: only every 20 steps
-                check_finite(bar, epoch)
+                check_finite(epoch)
                 bar.set_postfix(loss=f"{sums['loss'].item() / sums['n']:.4f}",
                                 acc=f"{100 * sums['correct'].item() / sums['n']:.1f}%",
                                 lr=f"{factor * peak_lrs[0]:.2g}")
             # evaluate every eval_every steps: a paper's protocol in steps, not epochs
             if tc.eval_every and (s.step % tc.eval_every == 0 or s.step == total_steps):
-                check_finite(bar, epoch)  # never a checkpoint of weights a NaN has reached
+                check_finite(epoch)  # never a checkpoint of weights a NaN has reached
                 record(_mean_loss(sums))
                 torch.manual_seed(step_seed(tc.seed, s.step))  # as a run resumed here will
                 model.train()
@@ -203,7 +210,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         bar.close()
         skip = 0
         if not tc.eval_every:  # evaluate after the epoch
-            check_finite(bar, epoch)
+            check_finite(epoch)
             record(_mean_loss(sums))
         if s.step >= total_steps:
             break
@@ -223,6 +230,13 @@ def _bar(progress: bool, **kw):
         return _NoBar()
     from tqdm import tqdm
     return tqdm(**kw)
+
+
+def _all_finite(model: torch.nn.Module) -> bool:
+    """Whether every weight and floating buffer (batch norm's statistics) is finite: one
+    read-back for all of them."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _mean_loss(sums: dict) -> float:
