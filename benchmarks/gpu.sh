@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 11 as one prepared command: the CUDA-marked tests, the default
+# The GPU checks of issue 11 as one prepared command: the CUDA-marked tests, where a training
+# step's time goes (benchmarks/gpu_step.py: the data pipeline, cudnn.benchmark), the default
 # recipe and best-gpu over 3 seeds, and the paper's 10-seed optimizer comparison, with
 # absolute times. Meant for a borrowed GPU machine with little time on it: the stages run in
 # order of importance, each under its share of a deadline (DEADLINE seconds from the start,
@@ -37,11 +38,13 @@ trap 'rm -rf "$WORK"' EXIT
 if [ -n "${GPU_CHECKS_DRY:-}" ]; then  # the same stages, tiny, on the CPU
     TRAIN_FLAGS="--device cpu --epochs 1 --train-limit 3000 --val-size 500 --threads 1"
     SEEDS=2
+    STEP=(--device cpu --steps 2 --repeats 1)
     COMPARE=(--preset dissecting-adam --seeds 1 --steps 40 --eval-every 40 --device cpu
              --train-limit 2000 --jobs 2)
 else
     TRAIN_FLAGS="--device cuda --threads 4"
     SEEDS=3
+    STEP=()
     COMPARE=(--preset dissecting-adam --jobs 8 --device cuda)
 fi
 
@@ -71,6 +74,7 @@ stage machine 30 bash -c "nvidia-smi -L 2>&1 | head -4; $PY -c 'import sys, torc
 print(sys.version.split()[0], \"torch\", torch.__version__, \"cuda\", torch.cuda.is_available(),
       torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"-\")'"
 stage cuda-tests 120 "$PY" -m pytest -p no:cacheprovider -q -m cuda tests/test_cuda.py
+stage step 60 "$PY" benchmarks/gpu_step.py ${STEP[@]+"${STEP[@]}"}
 stage default 150 "$PY" benchmarks/train.py --only default --seeds "$SEEDS" --no-baseline \
     --flags="$TRAIN_FLAGS" --json "$OUT_DIR/default.json"
 stage best-gpu 240 "$PY" benchmarks/train.py --only best-gpu --seeds "$SEEDS" --jobs "$SEEDS" \
