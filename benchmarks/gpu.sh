@@ -11,9 +11,9 @@
 #   bash benchmarks/gpu.sh [OUT_DIR]          # OUT_DIR: $OUT, else ./gpu-checks
 #
 # Data: FMNIST_DATA, else ./.devdata, else ../shared/data: a folder with fashion-mnist/ (the
-# four .gz files and SHA256SUMS). A machine that cannot download gets a copy beside the code:
-#   mkdir -p .devdata && cp -r ../shared/data/fashion-mnist .devdata/ \
-#     && echo /.devdata/ >> .git/info/exclude          # then ship .devdata with the tree
+# four .gz files and SHA256SUMS). A machine that cannot download gets a copy beside the code
+# (.devdata/ is git-ignored: name it among the paths that travel with the tree):
+#   mkdir -p .devdata && cp -r ../shared/data/fashion-mnist .devdata/
 #
 # Dry run of the flow on a CPU (tiny runs; the CUDA tests skip): GPU_CHECKS_DRY=1 bash ...
 # What comes back (at most 8 files): summary.txt (one line a stage: exit status, seconds),
