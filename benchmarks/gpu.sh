@@ -16,6 +16,8 @@
 #   mkdir -p .devdata && cp -r ../shared/data/fashion-mnist .devdata/
 #
 # Dry run of the flow on a CPU (tiny runs; the CUDA tests skip): GPU_CHECKS_DRY=1 bash ...
+# Only some stages (a second call, say): STAGES="best-gpu compare" bash ... (names as in
+# summary.txt: machine cuda-tests step default best-gpu compare).
 # What comes back (at most 8 files): summary.txt (one line a stage: exit status, seconds),
 # log.txt (everything printed), default.json, best-gpu.json, compare.json (the comparison's
 # summary, or the cells it finished in time).
@@ -53,6 +55,7 @@ fi
 stage() {
     local name=$1 share=$2 left t0 rc
     shift 2
+    case " ${STAGES:-$name} " in *" $name "*) ;; *) return ;; esac  # STAGES: run only these
     left=$((DEADLINE - ($(date +%s) - START)))
     if [ "$left" -lt 20 ]; then
         echo "$name: skipped, the deadline has passed" | tee -a "$OUT_DIR/summary.txt"
@@ -82,7 +85,7 @@ stage best-gpu 240 "$PY" benchmarks/train.py --only best-gpu --seeds "$SEEDS" --
 stage compare "$DEADLINE" "$PY" -m fmnist compare "${COMPARE[@]}" --out "$WORK/compare" \
     --no-plots --quiet  # the rest of the time
 # the comparison's summary, or the cells that finished before the deadline
-"$PY" - "$WORK/compare" "$OUT_DIR/compare.json" <<'PY' 2>> "$OUT_DIR/log.txt"
+[ -d "$WORK/compare" ] && "$PY" - "$WORK/compare" "$OUT_DIR/compare.json" <<'PY' 2>> "$OUT_DIR/log.txt"
 import json, pathlib, sys
 src, dst = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
 if (src / "summary.json").exists():
