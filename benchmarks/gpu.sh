@@ -44,6 +44,11 @@ if [ -n "${GPU_CHECKS_DRY:-}" ]; then  # the same stages, tiny, on the CPU
     COMPARE=(--preset dissecting-adam --seeds 1 --steps 40 --eval-every 40 --device cpu
              --train-limit 2000 --jobs 2)
 else
+    if ! "$PY" -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+        echo "gpu.sh: error: $PY sees no CUDA GPU (or no torch); on a CPU use GPU_CHECKS_DRY=1" >&2
+        rmdir "$OUT_DIR" 2>/dev/null  # made above, still empty
+        exit 1
+    fi
     TRAIN_FLAGS="--device cuda --threads 4"
     SEEDS=3
     STEP=()

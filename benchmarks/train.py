@@ -94,6 +94,11 @@ def main() -> int:
     print(machine)
     results: dict = {"machine": machine, "cases": {}}
     failed = False
+
+    def save() -> None:  # after each recipe: a benchmark cut short keeps the ones before
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2) + "\n")
+
     subprocess.run([sys.executable, "-m", "fmnist", "data", "info"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # warm: decoded-data cache written, files cached
     print(f"{'recipe':<15} {'test acc % (seeds)':>20} {'wall s (median)':>16} {'baseline s':>11} "
@@ -112,15 +117,14 @@ def main() -> int:
                   f"{r['train']:.1f} s training", flush=True)  # a run killed later keeps these
             return r
 
-        with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        with ThreadPoolExecutor(args.jobs) as pool:
             done = dict(zip(range(args.seeds), pool.map(one, range(args.seeds))))
         ours = [r for r in done.values() if r is not None]
         lost = [seed for seed, r in done.items() if r is None]
         failed |= bool(lost)
         if not ours:
             results["cases"][name] = {"flags": flags, "failed_seeds": lost}
-            if args.json:
-                args.json.write_text(json.dumps(results, indent=2) + "\n")
+            save()
             continue
         wall = statistics.median(r["wall"] for r in ours)
         accs = [r["test_acc"] for r in ours]
@@ -136,8 +140,7 @@ def main() -> int:
         results["cases"][name] = {"flags": flags, "runs": ours, "failed_seeds": lost, "baseline": base,
                                   "test_acc_mean": statistics.mean(accs), "wall_s_median": wall,
                                   "target_met": met}
-        if args.json:  # after each recipe: a run cut short keeps the ones before
-            args.json.write_text(json.dumps(results, indent=2) + "\n")
+        save()
     return 1 if failed else 0
 
 
