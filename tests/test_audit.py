@@ -83,6 +83,10 @@ def test_the_audit_finds_what_was_planted_and_caches_it(planted, tmp_path, monke
         t0 = time.perf_counter()
         again = run_audit("planted", cfg=FAST)
     assert again.cached and again.report == r and time.perf_counter() - t0 < 1.0
+    from fmnist.errors import DataNotFoundError  # a typo'd --data-dir is reported, cache or not
+    for wrong in (tmp_path / "typo", tmp_path / "out" / "audit.json"):
+        with pytest.raises(DataNotFoundError, match="--data-dir .*(no such folder|is a file)"):
+            run_audit("planted", data_dir=wrong, cfg=FAST)
     cached, png = again.folder / "audit.json", again.folder / "audit.png"
     cached.write_text(json.dumps({**r, "near": {"pairs": "edited"}}))  # edited by hand: afresh
     redone = run_audit("planted", cfg=FAST)

@@ -171,6 +171,15 @@ def test_bad_input_gives_one_line(argv, needle, capsys):
     assert len(err) == 1 and err[0].startswith("fmnist: error:") and needle in err[0], err
 
 
+def test_a_file_given_as_run_directory_is_named_as_a_file(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a run")
+    for command in ("evaluate", "predict", "explain"):
+        assert main([command, str(tmp_path / "notes.txt")]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"fmnist: error: {tmp_path / 'notes.txt'}: is a file; give the run's "
+                       "directory (made by `fmnist train`)"], err
+
+
 def test_val_size_larger_than_training_set(toy, capsys):
     assert main(["train", "--dataset", "toy", "--val-size", "600", "--no-plots"]) == 1
     assert "val_size=600" in capsys.readouterr().err

@@ -314,7 +314,8 @@ def _explain_parser(sub) -> None:
     add_fields(p.add_argument_group("explain"), ExplainConfig, ExplainConfig(), "explain.")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help=READER_DATA_DIR)
-    p.add_argument("--quiet", action="store_true", help="print only the files written")
+    p.add_argument("--quiet", action="store_true", help="no progress lines: print only the "
+                   "files written and why any figure was not drawn")
 
 
 # ---------------------------------------------------------------- export, demo

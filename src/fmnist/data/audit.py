@@ -31,7 +31,7 @@ from ..extras import need
 from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
 from .dataset import Split, load, normalisation
 from .duplicates import exact_groups, nearest_train
-from .fetch import cache_dir
+from .fetch import cache_dir, check_data_dir
 from .sources import DataSource, get_source
 
 FORMAT = 2  # 2: fp32 folds, audit.png's sha256 and the machine recorded
@@ -96,6 +96,7 @@ def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
     loading the data or torch); `threads`: torch's CPU threads when auditing (0: all)."""
     t0 = time.perf_counter()
     cfg, source = cfg or AuditConfig(), get_source(name)
+    check_data_dir(data_dir)  # checked even where the cached audit makes the data unneeded
     folder, key = audit_dir(source), audit_key(source, cfg)
     report = None if redo else _read_cached(folder, key)
     cached = report is not None

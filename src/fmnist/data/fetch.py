@@ -198,14 +198,21 @@ def download(source: str | DataSource, dest_dir: str | os.PathLike, *,
     return paths
 
 
+def check_data_dir(data_dir: str | os.PathLike | None) -> None:
+    """A --data-dir that is no folder is an error: a typo must not send the search
+    elsewhere, nor a download into a new folder, nor pass unnoticed where a cached result
+    makes the data unnecessary (`fmnist data audit`)."""
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        what = "is a file, not a folder" if Path(data_dir).expanduser().exists() else "no such folder"
+        raise DataNotFoundError(f"--data-dir {data_dir}: {what}; create it (files are "
+                                "downloaded into it) or point at the folder of IDX files")
+
+
 def locate(source: str | DataSource, data_dir: str | os.PathLike | None = None, *,
            download_missing: bool = True, progress: bool = True) -> dict[str, Path]:
     """role -> path of the data set's files, downloading them if no folder has them."""
     source = get_source(source)
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        # a typo must not send the search elsewhere, nor a download into a new folder
-        raise DataNotFoundError(f"--data-dir {data_dir}: no such folder; create it (files "
-                                "are downloaded into it) or point at the folder of IDX files")
+    check_data_dir(data_dir)
     found = find_files(source, data_dir)
     if found:
         return found

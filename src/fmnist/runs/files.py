@@ -145,6 +145,8 @@ def save_config(run_dir: Path, config: RunConfig, facts: Facts,
 
 def _config_dict(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunError(f"{run_dir}: is a file; give the run's directory (made by `fmnist train`)")
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run directory")
     if not (run_dir / CONFIG).is_file():
