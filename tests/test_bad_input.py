@@ -385,6 +385,93 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(toy, tmp_path,
     assert runs.read_metrics(out)["epochs_run"] == 3
 
 
+@pytest.mark.parametrize("out_given", [True, False])
+def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_in_the_way(toy, tmp_path, capsys,
+                                                                       monkeypatch, out_given):
+    # nothing to resume: the folder (or its config.json) would make the same command fail
+    # with "already holds a run", and --resume with "no checkpoint"
+    import os
+
+    import fmnist.fsutil as fsutil
+
+    real_mkstemp, real_fsync = fsutil.tempfile.mkstemp, fsutil.os.fsync
+    names: dict[int, str] = {}
+
+    def mkstemp(*a, **k):
+        fd, name = real_mkstemp(*a, **k)
+        names[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if names.get(fd, "").startswith(".checkpoint.pt."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "notes.txt").write_text("the user's")
+    where = ["--out", str(tmp_path / "run")] if out_given else ["--runs-dir", str(tmp_path / "runs")]
+    argv = ["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp", "--epochs", "1",
+            "--batch-size", "50", "--threads", "1", "--no-plots", "--quiet", *where]
+    assert main(argv) == 1
+    line = one_error_line(capsys)
+    assert "No space left on device" in line and "train again" in line
+    assert not (tmp_path / "run").exists()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["notes.txt"]
+    monkeypatch.setattr(fsutil.os, "fsync", real_fsync)  # space freed: the same command runs
+    assert main(argv) == 0
+
+
+def test_an_edited_data_set_or_model_in_config_json_is_named(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp", "--epochs", "1",
+                 "--batch-size", "50", "--threads", "1", "--no-plots", "--quiet", "--out", str(out)]) == 0
+    capsys.readouterr()
+    original = json.loads((out / "config.json").read_text())
+    edits = [(("data", "dataset"), "mnist", "data set 'mnist' has the classes 0, 1, 2, ..., but the run "
+              "was trained on class0, class1, class2"),
+             (("data", "dataset"), "nosuch", "unknown data set 'nosuch'"),
+             (("model", "name"), "nosuch", "unknown model 'nosuch'"),
+             (("resolved", "model_args"), {"hidden": 3}, "inconsistent values")]
+    for (part, key), value, needle in edits:
+        edited = json.loads(json.dumps(original))
+        edited[part][key] = value
+        (out / "config.json").write_text(json.dumps(edited))
+        for command in (["evaluate", str(out)], ["predict", str(out)]):
+            assert main(command) == 1
+            line = one_error_line(capsys)
+            assert line.startswith(f"fmnist: error: {out / 'config.json'}: ") and needle in line, line
+    edited = json.loads(json.dumps(original))  # --resume builds the model from model.kwargs
+    edited["model"]["kwargs"] = {"dropout": "x"}
+    (out / "config.json").write_text(json.dumps(edited))
+    assert main(["train", "--resume", str(out), "--no-plots", "--quiet"]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"fmnist: error: {out / 'config.json'}: ") and "dropout" in line, line
+    (out / "config.json").write_text(json.dumps(original))
+    assert main(["evaluate", str(out)]) == 0
+
+
+def test_resume_finds_the_data_where_its_training_folder_has_gone(toy, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(tmp_path / "data" / "toy", copy)
+    out = tmp_path / "run"
+    argv = ["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp", "--epochs", "2",
+            "--batch-size", "50", "--threads", "1", "--no-plots", "--quiet", "--data-dir", str(copy)]
+    from conftest import cut_short
+    from fmnist import recipes
+    from fmnist.cli import build_parser
+    from fmnist.flags import overrides
+
+    config = recipes.config_from(None, overrides(build_parser().parse_args(argv)))
+    cut_short(config, out, "epoch", 1)
+    shutil.rmtree(copy)  # moved away; $FMNIST_DATA still has the same files
+    assert main(["train", "--resume", str(out), "--no-plots", "--quiet"]) == 0
+    assert runs.read_metrics(out)["epochs_run"] == 2
+
+
 # ------------------------------------------------------------------ pipes and help
 def test_a_closed_pipe_ends_quietly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fmnist", "optimizers"], stdout=subprocess.PIPE,

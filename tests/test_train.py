@@ -92,6 +92,56 @@ def test_resume_after_crash_matches_unbroken_run(toy, tmp_path):
     assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
 
 
+def _edited_checkpoint(folder, edit) -> None:
+    """checkpoint.pt rewritten after `edit(payload)` changed it, as a hand or a bug might."""
+    payload = runs.load_checkpoint(folder / "checkpoint.pt")
+    edit(payload)
+    runs.save_checkpoint(folder / "checkpoint.pt", {k: v for k, v in payload.items() if k != "format"})
+
+
+def _set(path: list, value):
+    def edit(payload):
+        d = payload
+        for key in path[:-1]:
+            d = d[key]
+        d[path[-1]] = value
+    return edit
+
+
+@pytest.mark.parametrize("optimizer, edit, needle", [
+    ("adam", _set(["optimizer"], "x"), "not an optimizer's state dict"),
+    ("adam", _set(["optimizer", "state"], "x"), "not an optimizer's state dict"),
+    ("adam", _set(["optimizer", "param_groups", 0, "betas"], "x"), "setting 'betas' is 'x'"),
+    ("adam", _set(["optimizer", "param_groups", 0, "weight_decay"], "w"), "setting 'weight_decay'"),
+    ("adam", _set(["optimizer", "state", 0, "exp_avg"], torch.zeros(2)), "has shape (2,)"),
+    ("nesterov", _set(["optimizer", "state", 1, "momentum_buffer"], torch.zeros(3, 3)), "has shape (3, 3)"),
+    ("msvag", _set(["optimizer", "state", 0, "step"], "1"), "'step' of parameter 0 is '1'"),
+    ("adam", _set(["history", -1, "val_acc"], "x"), "val_acc is not a number"),
+])
+def test_a_damaged_checkpoint_is_refused_before_resuming(toy, tmp_path, capsys, optimizer, edit, needle):
+    # torch's load_state_dict trusts the optimizer state: a moment of the wrong shape
+    # crashed fused Adam's step with a segmentation fault, others raised deep in torch
+    config = toy_config(epochs=2).replace(optim={"name": optimizer})
+    broken = cut_short(config, tmp_path / "broken", "epoch", 1)
+    _edited_checkpoint(broken, edit)
+    assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fmnist: error: {broken / 'checkpoint.pt'}: ") \
+        and needle in err[0], err
+    assert not (broken / "metrics.json").exists()
+
+
+def test_nan_weights_are_refused_by_every_reader(toy, tmp_path, capsys):
+    api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    payload = runs.load_checkpoint(tmp_path / "run" / "best.pt")
+    payload["model"] = {k: v.fill_(float("nan")) if v.is_floating_point() else v
+                        for k, v in payload["model"].items()}
+    runs.save_checkpoint(tmp_path / "run" / "best.pt", {k: v for k, v in payload.items() if k != "format"})
+    assert main(["evaluate", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "best.pt: holds NaN or infinite weights" in err[0], err
+
+
 def test_training_on_an_existing_run_is_refused(toy, tmp_path):
     api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
     with pytest.raises(RunError, match="--resume"):

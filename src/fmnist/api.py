@@ -5,6 +5,7 @@ writes every file, `evaluate` and `metrics` score.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,8 @@ from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
 from .device import set_threads, usable_cores
-from .errors import RunError, WriteError
+from .data.sources import get_source
+from .errors import ConfigError, RunError, UnknownNameError, WriteError
 from .evaluate import probabilities
 from .loop import Log, State, TrainingDiverged, fit
 from .prediction import Prediction, image_batch, predict_with
@@ -54,8 +56,10 @@ class Run:
         the training data is not touched."""
         run_dir = Path(run_dir)
         config = runs.load_config(run_dir)
-        facts = runs.load_facts(run_dir) or _registry_facts(config, run_dir)
-        parts = build(config, data=False, facts=facts, device=device, optimizer=False)
+        with _settings_of(run_dir):
+            facts = runs.load_facts(run_dir) or _registry_facts(config, run_dir)
+            _check_classes(config, facts, run_dir)
+            parts = build(config, data=False, facts=facts, device=device, optimizer=False)
         path = run_dir / prefer if (run_dir / prefer).exists() else run_dir / runs.CHECKPOINT
         runs.load_weights(parts.model, runs.load_checkpoint(path, parts.device),
                           config.model.name, path)
@@ -92,6 +96,28 @@ def data_folder(config: RunConfig, override: str | os.PathLike | None = None) ->
     return saved if saved is not None and Path(saved).is_dir() else None
 
 
+@contextlib.contextmanager
+def _settings_of(run_dir: Path):
+    """A setting of config.json that the registries refuse (an unknown model or data set, a
+    model argument it lacks) came from the file, not from a flag: say which file."""
+    try:
+        yield
+    except (ConfigError, UnknownNameError) as exc:
+        raise RunError(f"{run_dir / runs.CONFIG}: {exc}; restore the file written by "
+                       "`fmnist train`") from None
+
+
+def _check_classes(config: RunConfig, facts: Facts, run_dir: Path) -> None:
+    """The data set config.json names must be the one the run was trained on: an edited
+    name would score, say, MNIST's digits under Fashion-MNIST's class names."""
+    names = tuple(get_source(config.data.dataset).class_names)
+    if names != tuple(facts.class_names):
+        raise RunError(f"{run_dir / runs.CONFIG}: data set {config.data.dataset!r} has the "
+                       f"classes {', '.join(names[:3])}, ..., but the run was trained on "
+                       f"{', '.join(facts.class_names[:3])}, ...; restore the file written "
+                       "by `fmnist train`")
+
+
 def _registry_facts(config: RunConfig, run_dir: Path) -> Facts:
     """A run written before config.json recorded its facts: the registry's are the same
     for the data sets that register their pixel statistics."""
@@ -120,9 +146,15 @@ def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = No
         runs.check_writable(root, "--runs-dir")
     set_threads(config.train.threads)
     parts = build(config)
+    created = out is None or not Path(out).exists()
     run_dir = runs.make_run_dir(out, root, config.model.name)
-    runs.save_config(run_dir, config, parts.facts, argv)
-    return _fit_and_finish(parts, run_dir, None, progress, log, plots)
+    try:
+        runs.save_config(run_dir, config, parts.facts, argv)
+        return _fit_and_finish(parts, run_dir, None, progress, log, plots)
+    except BaseException:  # a full disk or ^C before epoch 0's checkpoint: nothing to resume
+        if not (run_dir / runs.CHECKPOINT).exists():
+            runs.discard_unstarted(run_dir, created)
+        raise
 
 
 def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | None = None,
@@ -135,7 +167,12 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     saved = runs.load_facts(run_dir)
     # a run trained with more threads than this machine has resumes on the cores it has
     set_threads(min(config.train.threads, usable_cores()))
-    parts = build(config)
+    # the data: from the folder it was trained from if that is still there, else the usual
+    # places (checksums make sure it is the same data set); a folder since moved or removed
+    # must not strand the run
+    config = config.replace(data={"data_dir": data_folder(config)})
+    with _settings_of(run_dir):
+        parts = build(config)
     if saved is not None and _data_facts(saved) != _data_facts(parts.facts):
         raise RunError(f"{run_dir / runs.CONFIG}: its resolved classes, input scaling or model "
                        "arguments differ from what the data and settings give now; restore "

@@ -46,13 +46,21 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
                            "numbers, and opening it could run code; use a checkpoint written "
                            "by `fmnist train`") from None
         raise RunError(f"{path}: unreadable checkpoint (not tensors and numbers written by "
-                       "torch.save); use the other checkpoint or train again") from None
+                       f"torch.save); {_instead(path)}") from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise RunError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
-                       f"use the other checkpoint or train again") from None
+                       f"{_instead(path)}") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise RunError(f"{path}: not a checkpoint written by this version of fmnist")
     return payload
+
+
+def _instead(path: Path) -> str:
+    """The fix for a damaged checkpoint file: the readers fall back from best.pt to
+    checkpoint.pt where best.pt is missing, and nothing replaces checkpoint.pt."""
+    if path.name == BEST:
+        return "remove it to score checkpoint.pt (the last epoch's weights) instead, or train again"
+    return "train again (evaluate and predict read best.pt, where the run has one)"
 
 
 MAX_CHECKPOINT = 2 << 30  # 100 M parameters (the model cap) with Adam's two moments: 1.2 GB
@@ -73,8 +81,8 @@ def _check_archive(path: Path) -> None:
         else:
             return  # the legacy format: read by the safe unpickler, bounded by the file size
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise RunError(f"{path}: unreadable checkpoint ({type(exc).__name__}); use the other "
-                       "checkpoint or train again") from None
+        raise RunError(f"{path}: unreadable checkpoint ({type(exc).__name__}); "
+                       f"{_instead(path)}") from None
     if any(i.compress_type != zipfile.ZIP_STORED for i in infos) or \
             sum(i.file_size for i in infos) > MAX_CHECKPOINT:
         raise RunError(f"{path}: refused: compressed or oversized records (torch.save writes "
@@ -91,6 +99,11 @@ def load_weights(model: torch.nn.Module, payload: dict, model_name: str, path: P
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise RunError(f"{path}: weights do not fit model {model_name!r} ({first})") from None
+    # the loop never checkpoints weights a NaN reached (loop._all_finite), so these come from
+    # an edited or foreign file: they would predict "class 0, nan%" for every image
+    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+        raise RunError(f"{path}: holds NaN or infinite weights (not written by `fmnist "
+                       "train`, which checkpoints only finite ones); train again")
 
 
 class RunStore:
@@ -118,6 +131,9 @@ class RunStore:
         path = self.dir / CHECKPOINT
         ck = load_checkpoint(path, parts.device)
         load_weights(parts.model, ck, parts.config.model.name, path)
+        problem = _optimizer_problem(ck.get("optimizer"), parts.optimizer)
+        if problem:  # before load_state_dict: a moment of the wrong shape can crash a fused step
+            raise RunError(f"{path}: damaged optimizer state ({problem}); train again")
         try:
             # the saved groups carry the last scheduled lr; the loop reads the peak lr (the
             # schedule's 1.0) from the built optimizer's groups, so put the peaks back
@@ -126,7 +142,7 @@ class RunStore:
             for group, peak in zip(parts.optimizer.param_groups, peaks):
                 group["lr"] = peak
             state = {k: ck[k] for k in ("history", "step", "best_acc", "best_epoch", "bad_epochs")}
-        except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
             raise RunError(f"{path}: incomplete or damaged checkpoint ({type(exc).__name__}); "
                            "train again") from None
         problem = _state_problem(state)
@@ -138,6 +154,56 @@ class RunStore:
         """A comparison keeps its members' numbers, not their 13 MB of weights each."""
         for name in (CHECKPOINT, BEST):
             (self.dir / name).unlink(missing_ok=True)
+
+
+def _same_kind(value: Any, built: Any) -> bool:
+    """Whether a saved optimizer setting has the type of the built optimizer's own."""
+    if isinstance(built, bool) or built is None:  # flags (foreach, fused, ...): None or bool
+        return value is None or isinstance(value, bool)
+    if isinstance(built, (int, float)):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value))
+    if isinstance(built, (tuple, list)):
+        return (isinstance(value, (tuple, list)) and len(value) == len(built)
+                and all(_same_kind(v, b) for v, b in zip(value, built)))
+    if isinstance(built, torch.Tensor):
+        return isinstance(value, torch.Tensor) and value.shape == built.shape
+    return type(value) is type(built)
+
+
+def _optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | None:
+    """What is wrong with a checkpoint's optimizer state for the built optimizer, else None:
+    torch's load_state_dict trusts it, and a hand-edited one fails deep inside a step (a
+    moment of the wrong shape crashed fused Adam with a segmentation fault)."""
+    if not (isinstance(saved, dict) and isinstance(saved.get("state"), dict)
+            and isinstance(saved.get("param_groups"), list)):
+        return "not an optimizer's state dict"
+    built_groups = optimizer.state_dict()["param_groups"]
+    if len(saved["param_groups"]) != len(built_groups):
+        return f"{len(saved['param_groups'])} parameter groups, the optimizer has {len(built_groups)}"
+    params, ids = [], []
+    for group, built, live in zip(saved["param_groups"], built_groups, optimizer.param_groups):
+        if not (isinstance(group, dict) and isinstance(group.get("params"), list)
+                and len(group["params"]) == len(built["params"])):
+            return "a parameter group does not list the model's parameters"
+        for key, want in built.items():  # a key an older torch did not save gets its default
+            if key != "params" and key in group and not _same_kind(group[key], want):
+                return f"setting {key!r} is {group.get(key)!r}"
+        params += live["params"]
+        ids += group["params"]
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids) or len(set(ids)) != len(ids):
+        return "parameter ids are not distinct integers"
+    shape = dict(zip(ids, (p.shape for p in params)))
+    for pid, st in saved["state"].items():
+        if pid not in shape or not isinstance(st, dict):
+            return f"state for an unknown parameter {pid!r}"
+        for name, v in st.items():
+            if isinstance(v, torch.Tensor):
+                if v.numel() != 1 and v.shape != shape[pid]:
+                    return f"{name!r} of parameter {pid} has shape {tuple(v.shape)}, not {tuple(shape[pid])}"
+            elif not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
+                return f"{name!r} of parameter {pid} is {v!r}"
+    return None
 
 
 def _state_problem(state: dict) -> str | None:
@@ -153,6 +219,11 @@ def _state_problem(state: dict) -> str | None:
         if not (isinstance(r, dict) and number(r.get("epoch")) and number(r.get("step"), int)
                 and number(r.get("seconds"))):
             return "a history record without a numeric epoch, step and seconds"
+        # scores are numbers, or None for a split that is not scored (NaN: an empty one)
+        bad = [k for k, v in r.items() if k.endswith(("_loss", "_acc")) or k in ("lr", "batch_loss")
+               if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool))]
+        if bad:
+            return f"a history record whose {bad[0]} is not a number"
     if not number(state["step"], int) or state["step"] != history[-1]["step"]:
         return "its step does not match its history"
     if not (isinstance(state["best_acc"], (int, float)) and not isinstance(state["best_acc"], bool)):

@@ -85,6 +85,20 @@ def make_run_dir(out: str | os.PathLike | None, root: str | os.PathLike, model: 
     return Path(out)
 
 
+def discard_unstarted(run_dir: Path, created: bool) -> None:
+    """A run that failed before its first checkpoint (a full disk at epoch 0's) cannot be
+    resumed, and its config.json would make `--out` refuse the same command as "already
+    holds a run": remove the files a starting run writes, and the folder if the run made it
+    and nothing else is in it, so that the command can simply be run again."""
+    for name in (CONFIG, HISTORY, BEST, CHECKPOINT, "curves.png"):
+        (run_dir / name).unlink(missing_ok=True)
+    if created:
+        try:
+            run_dir.rmdir()
+        except OSError:  # not empty: someone else's files stay, and the folder with them
+            pass
+
+
 def _mkdir(path: Path) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
