@@ -228,3 +228,70 @@ def test_safetensors_whose_card_does_not_reproduce_the_run_are_refused(toy, tmp_
     with pytest.raises(Exception, match="not written: the weights read back"):
         w.export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
     assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------------ files that lie
+def _fmnist_meta(model, class_names='["a", "b"]') -> None:
+    onnx.helper.set_model_props(model, {"class_names": class_names, "input_name": INPUT})
+
+
+def _graph(nodes, inp, out, inits=()):
+    h = onnx.helper
+    return h.make_model(h.make_graph(nodes, "g", [inp], [out], list(inits)),
+                        opset_imports=[h.make_opsetid("", 18)])
+
+
+def test_predict_onnx_refuses_another_graph_under_fmnist_metadata(tmp_path, capsys):
+    from PIL import Image
+
+    h, T = onnx.helper, onnx.TensorProto
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(picture)
+    csv = tmp_path / "o.csv"
+    cases = {  # the file -> what the error names
+        "float-input.onnx": (_graph([h.make_node("Identity", [INPUT], ["probabilities"])],
+                                    h.make_tensor_value_info(INPUT, T.FLOAT, ["N", 3]),
+                                    h.make_tensor_value_info("probabilities", T.FLOAT, ["N", 3])),
+                             "not uint8 (N, 28, 28)"),
+        "no-probabilities.onnx": (_graph([h.make_node("Identity", [INPUT], ["y"])],
+                                         h.make_tensor_value_info(INPUT, T.UINT8, ["N", 28, 28]),
+                                         h.make_tensor_value_info("y", T.UINT8, ["N", 28, 28])),
+                                  "no 'probabilities' output"),
+    }
+    for name, (model, needle) in cases.items():
+        _fmnist_meta(model)
+        onnx.save(model, str(tmp_path / name))
+        assert main(["predict", "--onnx", str(tmp_path / name), "--images", str(picture),
+                     "--out", str(csv)]) == 1
+        _one_line_error(capsys, name, "not a model written by `fmnist export`", needle)
+        assert not csv.exists()
+    # the signature of ours, but the graph fails on real input: onnxruntime's error, one line
+    shape = h.make_tensor("shape", T.INT64, [2], [1, 2])
+    model = _graph([h.make_node("Cast", [INPUT], ["x"], to=T.FLOAT),
+                    h.make_node("Reshape", ["x", "shape"], ["probabilities"])],
+                   h.make_tensor_value_info(INPUT, T.UINT8, ["N", 28, 28]),
+                   h.make_tensor_value_info("probabilities", T.FLOAT, ["N", 2]), [shape])
+    _fmnist_meta(model)
+    onnx.save(model, str(tmp_path / "fails.onnx"))
+    assert main(["predict", "--onnx", str(tmp_path / "fails.onnx"), "--images", str(picture),
+                 "--out", str(csv)]) == 1
+    _one_line_error(capsys, "fails.onnx", "onnxruntime could not run it")
+    assert not csv.exists()
+
+
+def test_predict_onnx_refuses_class_names_that_do_not_fit_the_outputs(toy, tmp_path, capsys):
+    from PIL import Image
+
+    run = toy_run(tmp_path)
+    main(["export", str(run.dir), "--format", "onnx", "--out", str(tmp_path / "x"), "--threads", "1"])
+    model = onnx.load(str(tmp_path / "x" / "model.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {**meta, "class_names": '["a", "b"]'})
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    Image.fromarray(toy.arrays["test_images"][0]).save(tmp_path / "p.png")
+    capsys.readouterr()
+    for source in (["--images", str(tmp_path / "p.png")], ["--split", "test"]):
+        assert main(["predict", "--onnx", str(tmp_path / "two.onnx"), *source]) == 1
+        _one_line_error(capsys, "two.onnx", "2 class names", "10 outputs")
+    assert not list(tmp_path.glob("predictions-*.csv"))  # refused before any CSV
