@@ -295,3 +295,19 @@ def test_predict_onnx_refuses_class_names_that_do_not_fit_the_outputs(toy, tmp_p
         assert main(["predict", "--onnx", str(tmp_path / "two.onnx"), *source]) == 1
         _one_line_error(capsys, "two.onnx", "2 class names", "10 outputs")
     assert not list(tmp_path.glob("predictions-*.csv"))  # refused before any CSV
+
+
+def test_export_refuses_hand_edited_run_files_with_one_line(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    metrics, config = run.dir / "metrics.json", run.dir / "config.json"
+    good_metrics, good_config = metrics.read_text(), config.read_text()
+    metrics.write_text(json.dumps({**json.loads(good_metrics), "split": 5}))
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "x")]) == 1
+    _one_line_error(capsys, "metrics.json", "split must be a name")
+    metrics.write_text(good_metrics)
+    c = json.loads(good_config)
+    c["resolved"]["precision"] = 5
+    config.write_text(json.dumps(c))
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "x")]) == 1
+    _one_line_error(capsys, "config.json", "precision")
+    assert not (tmp_path / "x").exists()

@@ -169,6 +169,10 @@ def finish_proto(proto, meta: dict[str, str]) -> bytes:
     onnx = need("onnx", "ONNX export")
     from onnx.external_data_helper import uses_external_data
 
+    bad = sorted(k for k, v in meta.items() if not isinstance(v, str))
+    if bad:  # metadata_props hold strings; a hand-edited run file could give a number
+        raise FmnistError(f"the run's {bad[0]} is not a name ({meta[bad[0]]!r}); restore the "
+                          "run's config.json and metrics.json written by `fmnist train`")
     onnx.helper.set_model_props(proto, meta)
     proto.doc_string = f"fmnist {meta['model']} classifier; input {meta['input']}"
     if any(uses_external_data(t) for t in proto.graph.initializer):
