@@ -311,3 +311,46 @@ def test_export_refuses_hand_edited_run_files_with_one_line(toy, tmp_path, capsy
     assert main(["export", str(run.dir), "--out", str(tmp_path / "x")]) == 1
     _one_line_error(capsys, "config.json", "precision")
     assert not (tmp_path / "x").exists()
+
+
+def _retag(blob: bytes, change) -> bytes:
+    """A safetensors file with its JSON header passed through `change` (the data untouched)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    change(header)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+
+
+def test_load_safetensors_refuses_a_tampered_card_or_tensor(toy, tmp_path):
+    from fmnist.errors import FmnistError
+    from fmnist.export.weights import export_safetensors, load_safetensors
+
+    run = toy_run(tmp_path)
+    paths, _ = export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
+    blob = paths[0].read_bytes()
+
+    def card_change(fn):
+        def change(header):
+            card = json.loads(header["__metadata__"]["fmnist_card"])
+            fn(card)
+            header["__metadata__"]["fmnist_card"] = json.dumps(card)
+        return change
+
+    def to_int32(header):
+        name = next(k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32")
+        header[name]["dtype"] = "I32"
+
+    cases = {
+        "no-args": (card_change(lambda c: c.pop("model_args")), "model_args"),
+        "list-args": (card_change(lambda c: c.update(model_args=[1, 2])), "model_args"),
+        "no-names": (card_change(lambda c: c.update(class_names="abc")), "class_names"),
+        "int32": (to_int32, "torch.int32"),
+    }
+    for name, (change, needle) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(_retag(blob, change))
+        with pytest.raises(FmnistError, match=needle):
+            load_safetensors(path)
+    model, card = load_safetensors(paths[0])  # the untouched file still loads
+    assert card["model"] == "mlp"

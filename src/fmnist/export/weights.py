@@ -8,6 +8,7 @@ model.json         the card: model name and arguments, classes, input scaling, a
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -100,10 +101,48 @@ def load_safetensors(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     if not isinstance(card, dict) or "model" not in card:
         raise FmnistError(f"{path}: has no fmnist model card in its metadata; export it with "
                           "`fmnist export RUN_DIR --format safetensors`")
-    model = build_model(card["model"], **card["model_args"])
+    why = _card_problem(card)
+    if why:
+        raise FmnistError(f"{path}: its model card {why}; export the run again")
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
+        model = build_model(card["model"], **card["model_args"])
+    except FmnistError as exc:  # an unknown model, an argument it does not take
+        raise FmnistError(f"{path}: its model card names a model that cannot be built ({exc}); "
+                          "export the run again") from None
+    # load_state_dict checks names and shapes but casts dtypes silently: an int32 tensor
+    # where the model has float32 would load as garbage, so both are compared here
+    want = model.state_dict()
+    odd = sorted(set(want) ^ set(state)) or [k for k in want if state[k].dtype != want[k].dtype
+                                              or state[k].shape != want[k].shape]
+    if odd:
+        k = odd[0]
+        has = f"{state[k].dtype} {tuple(state[k].shape)}" if k in state else "missing"
+        wants = f"{want[k].dtype} {tuple(want[k].shape)}" if k in want else "no such tensor"
         raise FmnistError(f"{path}: its tensors do not fit a {card['model']!r} with "
-                          f"{card['model_args']} ({str(exc).splitlines()[0]})") from None
+                          f"{card['model_args']}: {k} is {has}, the model has {wants}; export "
+                          "the run again")
+    model.load_state_dict(state)
     return model.eval(), card
+
+
+def _card_problem(card: dict) -> str | None:
+    """What is wrong with a card's fields that loading and feeding the model use, else None."""
+    if not isinstance(card["model"], str):
+        return "has no model name"
+    args = card.get("model_args")
+    if not isinstance(args, dict):
+        return "has no model_args object (the model's keyword arguments)"
+    names = card.get("class_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return "has no class_names list"
+    if len(names) != args.get("num_classes", 10):
+        return f"has {len(names)} class names for a model of {args.get('num_classes', 10)} outputs"
+    inp = card.get("input")
+    ok = isinstance(inp, dict) and all(
+        isinstance(inp.get(k), (int, float)) and not isinstance(inp.get(k), bool)
+        and math.isfinite(inp[k]) for k in ("mean", "std"))
+    if not ok or not inp["std"] > 0:
+        return "has no input scaling (input.mean and a positive input.std)"
+    if any(not isinstance(card.get(k, False), bool) for k in ("tta", "tta_shifts")):
+        return "has tta or tta_shifts that is not true or false"
+    return None
