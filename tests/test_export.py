@@ -354,3 +354,28 @@ def test_load_safetensors_refuses_a_tampered_card_or_tensor(toy, tmp_path):
             load_safetensors(path)
     model, card = load_safetensors(paths[0])  # the untouched file still loads
     assert card["model"] == "mlp"
+
+
+def test_a_comparison_run_without_weights_says_to_keep_them(tmp_path, capsys):
+    from conftest import write_member_run
+    from fmnist import runs
+
+    comp = tmp_path / "comp"
+    cell = write_member_run(comp, "sgd", 0.1, 0, [{"epoch": 0, "val_acc": 0.1}], 0.5)
+    runs.save_plan(comp, {"model": "mlp"})
+    from fmnist.export.demo import ORT_FILES
+    dist = tmp_path / "ort"  # stand-ins, so that the demo gets as far as the run
+    dist.mkdir()
+    for name in ORT_FILES:
+        (dist / name).write_text("// stand-in")
+    for command in (["export"], ["demo", "--ort-dir", str(dist)]):
+        assert main([*command, str(cell), "--out", str(tmp_path / "out")]) == 1
+        _one_line_error(capsys, str(cell), "weights were not kept", "--keep-checkpoints")
+    # a run directory outside a comparison keeps the usual message
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (plain / name).write_bytes((cell / name).read_bytes())
+    assert main(["export", str(plain)]) == 1
+    _one_line_error(capsys, "no checkpoint")
+
