@@ -356,6 +356,69 @@ def test_load_safetensors_refuses_a_tampered_card_or_tensor(toy, tmp_path):
     assert card["model"] == "mlp"
 
 
+# ------------------------------------------------------------------ a full disk
+def _full_disk_at(monkeypatch, prefix: str) -> None:
+    """ENOSPC when a temp file whose name starts with `prefix` is flushed to disk."""
+    import errno
+    import os
+
+    import fmnist.fsutil as fsutil
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(prefix):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+
+
+def test_export_writes_all_its_files_or_none(toy, tmp_path, capsys, monkeypatch):
+    run = toy_run(tmp_path)
+    out = tmp_path / "x"
+    out.mkdir()
+    names = ("model.onnx", "model.safetensors", "model.json")
+    for name in names:  # an earlier export
+        (out / name).write_text("old")
+    _full_disk_at(monkeypatch, ".model.json.")  # the last file of the set
+    assert main(["export", str(run.dir), "--out", str(out), "--threads", "1"]) == 1
+    _one_line_error(capsys, "model.json", "No space left on device", "none of", "intact")
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temp file left
+    assert all((out / name).read_text() == "old" for name in names)  # no mixed set
+    # a new folder: not left behind, and the message does not claim an earlier export
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "new" / "x"), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "none of model.onnx, model.safetensors, model.json was written" in err
+    assert "intact" not in err and not (tmp_path / "new").exists()
+
+
+def test_a_set_of_files_whose_rename_fails_puts_the_old_set_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import fmnist.fsutil as fsutil
+    from fmnist.errors import WriteError
+
+    (tmp_path / "a").write_text("old a")
+    (tmp_path / "b").write_text("old b")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst) == str(tmp_path / "b") and ".tmp" in str(src) and not str(src).endswith(".old"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst)
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    with pytest.raises(WriteError, match="none of a, b, c was written; the earlier ones are intact"):
+        fsutil.atomic_write_files({tmp_path / "a": b"new a", tmp_path / "b": b"new b",
+                                   tmp_path / "c": b"new c"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    assert (tmp_path / "a").read_text() == "old a" and (tmp_path / "b").read_text() == "old b"
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
+    fsutil.atomic_write_files({tmp_path / "a": b"new a", tmp_path / "d" / "e": b"new e"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "d"]
+    assert (tmp_path / "a").read_text() == "new a" and (tmp_path / "d" / "e").read_text() == "new e"
+
+
 def test_a_comparison_run_without_weights_says_to_keep_them(tmp_path, capsys):
     from conftest import write_member_run
     from fmnist import runs
@@ -378,4 +441,3 @@ def test_a_comparison_run_without_weights_says_to_keep_them(tmp_path, capsys):
         (plain / name).write_bytes((cell / name).read_bytes())
     assert main(["export", str(plain)]) == 1
     _one_line_error(capsys, "no checkpoint")
-

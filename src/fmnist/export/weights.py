@@ -17,10 +17,11 @@ import torch
 
 from .. import __version__
 from ..errors import FmnistError
-from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
+from ..fsutil import atomic_write_files, read_limited
 from . import need
 
 CARD_FORMAT = 1
+WEIGHTS_FILE, CARD_FILE = "model.safetensors", "model.json"
 MAX_WEIGHTS_BYTES = 1 << 30  # 100 M fp32 parameters (models.MAX_PARAMETERS) plus headroom
 
 
@@ -46,9 +47,16 @@ def model_card(run) -> dict:
 
 def export_safetensors(run, out_dir: str | os.PathLike,
                        images: np.ndarray | None = None) -> tuple[list[Path], str]:
-    """Write out_dir/model.safetensors and out_dir/model.json (each atomically), once the
+    """Write out_dir/model.safetensors and out_dir/model.json (both or neither), once the
     bytes, read back without pickle into a model built from the card alone, give the run's
     fp32 logits on `images` (uint8 (N, 28, 28); some of the test split); and what was checked."""
+    files, checked = safetensors_files(run, out_dir, images)
+    return atomic_write_files(files), checked
+
+
+def safetensors_files(run, out_dir: str | os.PathLike,
+                      images: np.ndarray | None = None) -> tuple[dict[Path, bytes], str]:
+    """export_safetensors' two files as bytes, checked, for the caller to write in its set."""
     st = need("safetensors.torch", "safetensors export")
     out_dir = Path(out_dir)
     card = model_card(run)
@@ -57,9 +65,9 @@ def export_safetensors(run, out_dir: str | os.PathLike,
     state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in run.model.state_dict().items()}
     blob = st.save(state, metadata={"format": "pt", "fmnist_card": json.dumps(card)})
-    checked = _check_round_trip(run, blob, card, images, out_dir / "model.safetensors")
-    return [atomic_write_bytes(out_dir / "model.safetensors", blob),
-            atomic_write_json(out_dir / "model.json", card)], checked
+    checked = _check_round_trip(run, blob, card, images, out_dir / WEIGHTS_FILE)
+    card_text = json.dumps(card, indent=2) + "\n"  # as atomic_write_json writes it
+    return {out_dir / WEIGHTS_FILE: blob, out_dir / CARD_FILE: card_text.encode("utf-8")}, checked
 
 
 @torch.no_grad()
