@@ -119,7 +119,7 @@ def test_demo_writes_a_self_contained_site(toy, tmp_path, capsys):
     assert main(args) == 0
     assert "agree on 100/100" in capsys.readouterr().out
     names = sorted(str(p.relative_to(site)) for p in site.rglob("*") if p.is_file())
-    assert names == ["demo.js", "index.html", "model.json", "model.onnx",
+    assert names == ["demo.js", "fmnist-demo.json", "index.html", "model.json", "model.onnx",
                      "ort/ort-wasm-simd-threaded.mjs", "ort/ort-wasm-simd-threaded.wasm",
                      "ort/ort.wasm.min.js", "prepare.js"]
     meta = json.loads((site / "model.json").read_text())
@@ -154,3 +154,78 @@ def test_demo_refuses_what_it_cannot_do(toy, tmp_path, capsys, monkeypatch):
     assert main(["demo", str(run_dir), "--out", str(tmp_path / "s"), "--ort-dir", str(dist)]) == 1
     err = capsys.readouterr().err
     assert "onnxscript" in err and "fmnist[export]" in err and err.count("\n") == 1
+
+
+def _site_args(run, dist, site, *more):
+    return ["demo", str(run.dir), "--out", str(site), "--ort-dir", str(dist), "--threads", "1", *more]
+
+
+def test_demo_replaces_only_a_folder_its_marker_proves_is_a_demo(toy, tmp_path, capsys):
+    pytest.importorskip("onnxscript", reason="the export extra is not installed")
+    from test_export import toy_run
+
+    run = toy_run(tmp_path)
+    dist = fake_ort(tmp_path / "web")
+    app = tmp_path / "app"  # a TF.js app: index.html and model.json, but not ours
+    app.mkdir()
+    for name in ("index.html", "model.json", "app.js", "group1-shard1of1.bin"):
+        (app / name).write_text(name)
+    assert main(_site_args(run, dist, app)) == 1
+    err = capsys.readouterr().err
+    assert "holds other files" in err and "fmnist-demo.json" in err and err.count("\n") == 1
+    assert sorted(p.name for p in app.iterdir()) == [
+        "app.js", "group1-shard1of1.bin", "index.html", "model.json"]
+    site = tmp_path / "site"
+    assert main(_site_args(run, dist, site)) == 0
+    (site / "notes.txt").write_text("mine")  # the user's file inside an earlier demo
+    capsys.readouterr()
+    assert main(_site_args(run, dist, site)) == 1
+    err = capsys.readouterr().err
+    assert "notes.txt" in err and err.count("\n") == 1
+    assert (site / "notes.txt").read_text() == "mine"
+    (site / "notes.txt").unlink()
+    assert main(_site_args(run, dist, site)) == 0  # its own demo: replaced
+
+
+def test_a_failed_demo_leaves_no_folders_and_names_the_users_path(toy, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("onnxscript", reason="the export extra is not installed")
+    import errno
+    import pathlib
+
+    import fmnist.export.onnx as ex
+    from test_export import toy_run
+
+    run = toy_run(tmp_path)
+    dist = fake_ort(tmp_path / "web")
+    site = tmp_path / "nd" / "a" / "b" / "site"
+    # a full disk while the page is written
+    real_write = pathlib.Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name == "prepare.js":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+    assert main(_site_args(run, dist, site)) == 1
+    err = capsys.readouterr().err
+    assert err == f"fmnist: error: {site}: could not be written (No space left on device); nothing was written\n"
+    assert not (tmp_path / "nd").exists()
+    # over an earlier demo: that one is left whole
+    monkeypatch.setattr(pathlib.Path, "write_bytes", real_write)
+    assert main(_site_args(run, dist, site)) == 0
+    before = {p.name: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
+    capsys.readouterr()
+    assert main(_site_args(run, dist, site)) == 1
+    assert "the earlier demo there is intact" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in site.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in site.parent.iterdir()) == ["site"]  # no temp folder
+    monkeypatch.setattr(pathlib.Path, "write_bytes", real_write)
+    # a model that fails its check: refused before any folder is made, named where it was asked
+    real = ex.export_proto
+    monkeypatch.setattr(ex, "export_proto", lambda m: real(ex.PixelModel(m.model, m.mean, m.std * 1.01)))
+    other = tmp_path / "nd2" / "a" / "site"
+    assert main(_site_args(run, dist, other)) == 1
+    err = capsys.readouterr().err
+    assert f"{other / 'model.onnx'}: not written" in err and ".site." not in err
+    assert not (tmp_path / "nd2").exists()

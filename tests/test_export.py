@@ -228,3 +228,216 @@ def test_safetensors_whose_card_does_not_reproduce_the_run_are_refused(toy, tmp_
     with pytest.raises(Exception, match="not written: the weights read back"):
         w.export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
     assert not (tmp_path / "w").exists()
+
+
+# ------------------------------------------------------------------ files that lie
+def _fmnist_meta(model, class_names='["a", "b"]') -> None:
+    onnx.helper.set_model_props(model, {"class_names": class_names, "input_name": INPUT})
+
+
+def _graph(nodes, inp, out, inits=()):
+    h = onnx.helper
+    return h.make_model(h.make_graph(nodes, "g", [inp], [out], list(inits)),
+                        opset_imports=[h.make_opsetid("", 18)])
+
+
+def test_predict_onnx_refuses_another_graph_under_fmnist_metadata(tmp_path, capsys):
+    from PIL import Image
+
+    h, T = onnx.helper, onnx.TensorProto
+    picture = tmp_path / "p.png"
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(picture)
+    csv = tmp_path / "o.csv"
+    cases = {  # the file -> what the error names
+        "float-input.onnx": (_graph([h.make_node("Identity", [INPUT], ["probabilities"])],
+                                    h.make_tensor_value_info(INPUT, T.FLOAT, ["N", 3]),
+                                    h.make_tensor_value_info("probabilities", T.FLOAT, ["N", 3])),
+                             "not uint8 (N, 28, 28)"),
+        "no-probabilities.onnx": (_graph([h.make_node("Identity", [INPUT], ["y"])],
+                                         h.make_tensor_value_info(INPUT, T.UINT8, ["N", 28, 28]),
+                                         h.make_tensor_value_info("y", T.UINT8, ["N", 28, 28])),
+                                  "no 'probabilities' output"),
+    }
+    for name, (model, needle) in cases.items():
+        _fmnist_meta(model)
+        onnx.save(model, str(tmp_path / name))
+        assert main(["predict", "--onnx", str(tmp_path / name), "--images", str(picture),
+                     "--out", str(csv)]) == 1
+        _one_line_error(capsys, name, "not a model written by `fmnist export`", needle)
+        assert not csv.exists()
+    # the signature of ours, but the graph fails on real input: onnxruntime's error, one line
+    shape = h.make_tensor("shape", T.INT64, [2], [1, 2])
+    model = _graph([h.make_node("Cast", [INPUT], ["x"], to=T.FLOAT),
+                    h.make_node("Reshape", ["x", "shape"], ["probabilities"])],
+                   h.make_tensor_value_info(INPUT, T.UINT8, ["N", 28, 28]),
+                   h.make_tensor_value_info("probabilities", T.FLOAT, ["N", 2]), [shape])
+    _fmnist_meta(model)
+    onnx.save(model, str(tmp_path / "fails.onnx"))
+    assert main(["predict", "--onnx", str(tmp_path / "fails.onnx"), "--images", str(picture),
+                 "--out", str(csv)]) == 1
+    _one_line_error(capsys, "fails.onnx", "onnxruntime could not run it")
+    assert not csv.exists()
+
+
+def test_predict_onnx_refuses_class_names_that_do_not_fit_the_outputs(toy, tmp_path, capsys):
+    from PIL import Image
+
+    run = toy_run(tmp_path)
+    main(["export", str(run.dir), "--format", "onnx", "--out", str(tmp_path / "x"), "--threads", "1"])
+    model = onnx.load(str(tmp_path / "x" / "model.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {**meta, "class_names": '["a", "b"]'})
+    onnx.save(model, str(tmp_path / "two.onnx"))
+    Image.fromarray(toy.arrays["test_images"][0]).save(tmp_path / "p.png")
+    capsys.readouterr()
+    for source in (["--images", str(tmp_path / "p.png")], ["--split", "test"]):
+        assert main(["predict", "--onnx", str(tmp_path / "two.onnx"), *source]) == 1
+        _one_line_error(capsys, "two.onnx", "2 class names", "10 outputs")
+    assert not list(tmp_path.glob("predictions-*.csv"))  # refused before any CSV
+
+
+def test_export_refuses_hand_edited_run_files_with_one_line(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    metrics, config = run.dir / "metrics.json", run.dir / "config.json"
+    good_metrics, good_config = metrics.read_text(), config.read_text()
+    metrics.write_text(json.dumps({**json.loads(good_metrics), "split": 5}))
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "x")]) == 1
+    _one_line_error(capsys, "metrics.json", "split must be a name")
+    metrics.write_text(good_metrics)
+    c = json.loads(good_config)
+    c["resolved"]["precision"] = 5
+    config.write_text(json.dumps(c))
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "x")]) == 1
+    _one_line_error(capsys, "config.json", "precision")
+    assert not (tmp_path / "x").exists()
+
+
+def _retag(blob: bytes, change) -> bytes:
+    """A safetensors file with its JSON header passed through `change` (the data untouched)."""
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    change(header)
+    text = json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+
+
+def test_load_safetensors_refuses_a_tampered_card_or_tensor(toy, tmp_path):
+    from fmnist.errors import FmnistError
+    from fmnist.export.weights import export_safetensors, load_safetensors
+
+    run = toy_run(tmp_path)
+    paths, _ = export_safetensors(run, tmp_path / "w", toy.arrays["test_images"])
+    blob = paths[0].read_bytes()
+
+    def card_change(fn):
+        def change(header):
+            card = json.loads(header["__metadata__"]["fmnist_card"])
+            fn(card)
+            header["__metadata__"]["fmnist_card"] = json.dumps(card)
+        return change
+
+    def to_int32(header):
+        name = next(k for k, v in header.items() if k != "__metadata__" and v["dtype"] == "F32")
+        header[name]["dtype"] = "I32"
+
+    cases = {
+        "no-args": (card_change(lambda c: c.pop("model_args")), "model_args"),
+        "list-args": (card_change(lambda c: c.update(model_args=[1, 2])), "model_args"),
+        "no-names": (card_change(lambda c: c.update(class_names="abc")), "class_names"),
+        "int32": (to_int32, "torch.int32"),
+    }
+    for name, (change, needle) in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(_retag(blob, change))
+        with pytest.raises(FmnistError, match=needle):
+            load_safetensors(path)
+    model, card = load_safetensors(paths[0])  # the untouched file still loads
+    assert card["model"] == "mlp"
+
+
+# ------------------------------------------------------------------ a full disk
+def _full_disk_at(monkeypatch, prefix: str) -> None:
+    """ENOSPC when a temp file whose name starts with `prefix` is flushed to disk."""
+    import errno
+    import os
+
+    import fmnist.fsutil as fsutil
+
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith(prefix):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+
+
+def test_export_writes_all_its_files_or_none(toy, tmp_path, capsys, monkeypatch):
+    run = toy_run(tmp_path)
+    out = tmp_path / "x"
+    out.mkdir()
+    names = ("model.onnx", "model.safetensors", "model.json")
+    for name in names:  # an earlier export
+        (out / name).write_text("old")
+    _full_disk_at(monkeypatch, ".model.json.")  # the last file of the set
+    assert main(["export", str(run.dir), "--out", str(out), "--threads", "1"]) == 1
+    _one_line_error(capsys, "model.json", "No space left on device", "none of", "intact")
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no temp file left
+    assert all((out / name).read_text() == "old" for name in names)  # no mixed set
+    # a new folder: not left behind, and the message does not claim an earlier export
+    assert main(["export", str(run.dir), "--out", str(tmp_path / "new" / "x"), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "none of model.onnx, model.safetensors, model.json was written" in err
+    assert "intact" not in err and not (tmp_path / "new").exists()
+
+
+def test_a_set_of_files_whose_rename_fails_puts_the_old_set_back(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import fmnist.fsutil as fsutil
+    from fmnist.errors import WriteError
+
+    (tmp_path / "a").write_text("old a")
+    (tmp_path / "b").write_text("old b")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst) == str(tmp_path / "b") and ".tmp" in str(src) and not str(src).endswith(".old"):
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(src, dst)
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    with pytest.raises(WriteError, match="none of a, b, c was written; the earlier ones are intact"):
+        fsutil.atomic_write_files({tmp_path / "a": b"new a", tmp_path / "b": b"new b",
+                                   tmp_path / "c": b"new c"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+    assert (tmp_path / "a").read_text() == "old a" and (tmp_path / "b").read_text() == "old b"
+    monkeypatch.setattr(fsutil.os, "replace", real_replace)
+    fsutil.atomic_write_files({tmp_path / "a": b"new a", tmp_path / "d" / "e": b"new e"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "d"]
+    assert (tmp_path / "a").read_text() == "new a" and (tmp_path / "d" / "e").read_text() == "new e"
+
+
+def test_a_comparison_run_without_weights_says_to_keep_them(tmp_path, capsys):
+    from conftest import write_member_run
+    from fmnist import runs
+
+    comp = tmp_path / "comp"
+    cell = write_member_run(comp, "sgd", 0.1, 0, [{"epoch": 0, "val_acc": 0.1}], 0.5)
+    runs.save_plan(comp, {"model": "mlp"})
+    from fmnist.export.demo import ORT_FILES
+    dist = tmp_path / "ort"  # stand-ins, so that the demo gets as far as the run
+    dist.mkdir()
+    for name in ORT_FILES:
+        (dist / name).write_text("// stand-in")
+    for command in (["export"], ["demo", "--ort-dir", str(dist)]):
+        assert main([*command, str(cell), "--out", str(tmp_path / "out")]) == 1
+        _one_line_error(capsys, str(cell), "weights were not kept", "--keep-checkpoints")
+    # a run directory outside a comparison keeps the usual message
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (plain / name).write_bytes((cell / name).read_bytes())
+    assert main(["export", str(plain)]) == 1
+    _one_line_error(capsys, "no checkpoint")

@@ -367,7 +367,8 @@ def _export_parsers(sub) -> None:
                  "onnxruntime-web runtime) that classifies drawings and photos in the browser, "
                  "offline, served by any static server (python -m http.server).")
     d.add_argument("--out", type=Path, metavar="DIR", default=Path("site"),
-                   help="site folder (default: %(default)s; a previous demo there is replaced)")
+                   help="site folder (default: %(default)s; a demo fmnist wrote there, as its "
+                   "fmnist-demo.json says, is replaced; any other non-empty folder is refused)")
     d.add_argument("--ort-dir", type=Path, metavar="DIR", help="onnxruntime-web's dist/ folder "
                    "(default: web/node_modules/onnxruntime-web/dist, installed by `make demo-deps`)")
     for q in (x, d):

@@ -305,8 +305,10 @@ class Facts:
               and all(isinstance(n, str) for n in facts.class_names)
               and all(isinstance(v, (int, float)) and math.isfinite(v) for v in (facts.mean, facts.std))
               and facts.std > 0 and isinstance(facts.model_args, dict)
-              and facts.model_args.get("num_classes") == facts.num_classes)
+              and facts.model_args.get("num_classes") == facts.num_classes
+              and isinstance(facts.precision, str) and isinstance(facts.scaling, str))
         if not ok:
             raise ConfigError(f"{where}: inconsistent values (classes, class names, mean, std, "
-                              "model arguments); restore the file written by `fmnist train`")
+                              "model arguments, precision, scaling); restore the file written "
+                              "by `fmnist train`")
         return facts

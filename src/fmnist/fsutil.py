@@ -95,3 +95,88 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def make_dirs(folder: str | os.PathLike) -> list[Path]:
+    """Create `folder` and its missing parents; returns those created, outermost first, so a
+    command that then fails can take them away again (remove_dirs) instead of leaving a
+    trail of empty folders. An OSError (full disk, no permission) is the caller's to word."""
+    missing, p = [], Path(folder)
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    created = []
+    for d in reversed(missing):
+        d.mkdir(exist_ok=True)
+        created.append(d)
+    return created
+
+
+def remove_dirs(created: list[Path]) -> None:
+    """Undo make_dirs: each folder it made, innermost first, if it is still empty."""
+    for d in reversed(created):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
+def atomic_write_files(files: dict[Path, bytes]) -> list[Path]:
+    """Write several files as one set: all of them or none (the files that belong together,
+    such as model.safetensors and its model.json).
+
+    Every file goes to a temp file beside its target and is fsynced first, so a full disk
+    fails while nothing has been replaced; then each is renamed over its target, the old one
+    kept as a hard link until all are in place, so a rename that fails puts the old ones back.
+    Folders created for the set are removed again on failure. A kill during the renames
+    (microseconds, no data written) may leave part of the new set."""
+    targets = [check_target(p) for p in files]
+    names = ", ".join(p.name for p in targets)
+    existed = [p for p in targets if p.exists()]
+    kept = "; the earlier ones are intact" if existed else ""
+    staged: list[tuple[Path, Path]] = []  # (temp file, target)
+    moved: list[tuple[Path, Path | None]] = []  # (target, its old file) once renamed
+    created: list[Path] = []
+    failed = targets[0]
+    try:
+        for target, data in zip(targets, files.values()):
+            failed = target
+            created += make_dirs(target.parent)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            staged.append((Path(tmp), target))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, target in staged:
+            failed, old = target, None
+            if target.exists():
+                old = tmp.with_name(tmp.name + ".old")
+                try:
+                    os.link(target, old)  # the old file stays whole under a second name
+                except OSError:  # no hard links here (FAT, some network file systems)
+                    os.replace(target, old)
+            moved.append((target, old))
+            os.replace(tmp, target)
+    except BaseException as exc:
+        for target, old in reversed(moved):  # put the old set back
+            with contextlib.suppress(OSError):
+                if old is not None:
+                    os.replace(old, target)
+                else:
+                    os.unlink(target)
+            with contextlib.suppress(OSError):  # a rename onto another link of the same
+                if old is not None and os.path.samefile(old, target):  # file keeps both names
+                    os.unlink(old)
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        remove_dirs(created)
+        if isinstance(exc, OSError):  # a full disk, a quota, no permission
+            raise WriteError(f"{failed}: could not be written ({exc.strerror or exc}); none of "
+                             f"{names} was written{kept}", failed) from None
+        raise
+    for _, old in moved:
+        if old is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(old)
+    return targets

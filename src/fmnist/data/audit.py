@@ -28,7 +28,7 @@ from ..config import _check, _check_numbers, setting
 from ..crossval import PRECISION, CrossValConfig, out_of_sample
 from ..errors import FmnistError
 from ..extras import need
-from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
+from ..fsutil import atomic_write_files, atomic_write_json, read_limited
 from .dataset import Split, load, normalisation
 from .duplicates import exact_groups, nearest_train
 from .fetch import cache_dir, check_data_dir
@@ -114,9 +114,8 @@ def run_audit(name: str | DataSource, data_dir: str | os.PathLike | None = None,
         report["png_sha256"] = hashlib.sha256(png).hexdigest()
         atomic_write_json(folder / JSON, report)  # last: it vouches for audit.png by its sha256
     result = Audit(report, folder, cached, time.perf_counter() - t0)
-    if out is not None:
-        for path in result.files:
-            atomic_write_bytes(Path(out) / path.name, path.read_bytes())
+    if out is not None:  # both copies or neither: never a new json beside an old png
+        atomic_write_files({Path(out) / path.name: path.read_bytes() for path in result.files})
         result.folder = Path(out)
     return result
 

@@ -169,6 +169,10 @@ def finish_proto(proto, meta: dict[str, str]) -> bytes:
     onnx = need("onnx", "ONNX export")
     from onnx.external_data_helper import uses_external_data
 
+    bad = sorted(k for k, v in meta.items() if not isinstance(v, str))
+    if bad:  # metadata_props hold strings; a hand-edited run file could give a number
+        raise FmnistError(f"the run's {bad[0]} is not a name ({meta[bad[0]]!r}); restore the "
+                          "run's config.json and metrics.json written by `fmnist train`")
     onnx.helper.set_model_props(proto, meta)
     proto.doc_string = f"fmnist {meta['model']} classifier; input {meta['input']}"
     if any(uses_external_data(t) for t in proto.graph.initializer):
@@ -181,15 +185,23 @@ def finish_proto(proto, meta: dict[str, str]) -> bytes:
     return proto.SerializeToString()
 
 
-def export_onnx(run, out: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
-                tolerance: float = TOLERANCE) -> tuple[Path, Verification]:
-    """Export, verify on `images`, and only then write `out` (atomically): a model that
-    disagrees with torch beyond `tolerance` is refused and nothing is written."""
-    out = check_target(out)
+def verified_onnx(run, out: Path, images: np.ndarray, labels: np.ndarray,
+                  tolerance: float = TOLERANCE) -> tuple[bytes, Verification]:
+    """The file's bytes, exported and verified on `images`, in memory: the caller writes them
+    with the other files of its set. `out` (where they will go) is only named in a refusal."""
     module = pixel_model(run)
     model_bytes = finish_proto(export_proto(module), metadata(run))
     check = verify(module, model_bytes, images, labels, tolerance)
     if not check.ok:
         raise FmnistError(f"{out}: not written: {check.summary()}; the exported graph does "
                           "not compute what the run's model does")
+    return model_bytes, check
+
+
+def export_onnx(run, out: str | os.PathLike, images: np.ndarray, labels: np.ndarray,
+                tolerance: float = TOLERANCE) -> tuple[Path, Verification]:
+    """Export, verify on `images`, and only then write `out` (atomically): a model that
+    disagrees with torch beyond `tolerance` is refused and nothing is written."""
+    out = check_target(out)
+    model_bytes, check = verified_onnx(run, out, images, labels, tolerance)
     return atomic_write_bytes(out, model_bytes), check

@@ -8,6 +8,7 @@ model.json         the card: model name and arguments, classes, input scaling, a
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -16,10 +17,11 @@ import torch
 
 from .. import __version__
 from ..errors import FmnistError
-from ..fsutil import atomic_write_bytes, atomic_write_json, read_limited
+from ..fsutil import atomic_write_files, read_limited
 from . import need
 
 CARD_FORMAT = 1
+WEIGHTS_FILE, CARD_FILE = "model.safetensors", "model.json"
 MAX_WEIGHTS_BYTES = 1 << 30  # 100 M fp32 parameters (models.MAX_PARAMETERS) plus headroom
 
 
@@ -45,9 +47,16 @@ def model_card(run) -> dict:
 
 def export_safetensors(run, out_dir: str | os.PathLike,
                        images: np.ndarray | None = None) -> tuple[list[Path], str]:
-    """Write out_dir/model.safetensors and out_dir/model.json (each atomically), once the
+    """Write out_dir/model.safetensors and out_dir/model.json (both or neither), once the
     bytes, read back without pickle into a model built from the card alone, give the run's
     fp32 logits on `images` (uint8 (N, 28, 28); some of the test split); and what was checked."""
+    files, checked = safetensors_files(run, out_dir, images)
+    return atomic_write_files(files), checked
+
+
+def safetensors_files(run, out_dir: str | os.PathLike,
+                      images: np.ndarray | None = None) -> tuple[dict[Path, bytes], str]:
+    """export_safetensors' two files as bytes, checked, for the caller to write in its set."""
     st = need("safetensors.torch", "safetensors export")
     out_dir = Path(out_dir)
     card = model_card(run)
@@ -56,9 +65,9 @@ def export_safetensors(run, out_dir: str | os.PathLike,
     state = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous().clone()
              for k, v in run.model.state_dict().items()}
     blob = st.save(state, metadata={"format": "pt", "fmnist_card": json.dumps(card)})
-    checked = _check_round_trip(run, blob, card, images, out_dir / "model.safetensors")
-    return [atomic_write_bytes(out_dir / "model.safetensors", blob),
-            atomic_write_json(out_dir / "model.json", card)], checked
+    checked = _check_round_trip(run, blob, card, images, out_dir / WEIGHTS_FILE)
+    card_text = json.dumps(card, indent=2) + "\n"  # as atomic_write_json writes it
+    return {out_dir / WEIGHTS_FILE: blob, out_dir / CARD_FILE: card_text.encode("utf-8")}, checked
 
 
 @torch.no_grad()
@@ -100,10 +109,48 @@ def load_safetensors(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
     if not isinstance(card, dict) or "model" not in card:
         raise FmnistError(f"{path}: has no fmnist model card in its metadata; export it with "
                           "`fmnist export RUN_DIR --format safetensors`")
-    model = build_model(card["model"], **card["model_args"])
+    why = _card_problem(card)
+    if why:
+        raise FmnistError(f"{path}: its model card {why}; export the run again")
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
+        model = build_model(card["model"], **card["model_args"])
+    except FmnistError as exc:  # an unknown model, an argument it does not take
+        raise FmnistError(f"{path}: its model card names a model that cannot be built ({exc}); "
+                          "export the run again") from None
+    # load_state_dict checks names and shapes but casts dtypes silently: an int32 tensor
+    # where the model has float32 would load as garbage, so both are compared here
+    want = model.state_dict()
+    odd = sorted(set(want) ^ set(state)) or [k for k in want if state[k].dtype != want[k].dtype
+                                              or state[k].shape != want[k].shape]
+    if odd:
+        k = odd[0]
+        has = f"{state[k].dtype} {tuple(state[k].shape)}" if k in state else "missing"
+        wants = f"{want[k].dtype} {tuple(want[k].shape)}" if k in want else "no such tensor"
         raise FmnistError(f"{path}: its tensors do not fit a {card['model']!r} with "
-                          f"{card['model_args']} ({str(exc).splitlines()[0]})") from None
+                          f"{card['model_args']}: {k} is {has}, the model has {wants}; export "
+                          "the run again")
+    model.load_state_dict(state)
     return model.eval(), card
+
+
+def _card_problem(card: dict) -> str | None:
+    """What is wrong with a card's fields that loading and feeding the model use, else None."""
+    if not isinstance(card["model"], str):
+        return "has no model name"
+    args = card.get("model_args")
+    if not isinstance(args, dict):
+        return "has no model_args object (the model's keyword arguments)"
+    names = card.get("class_names")
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        return "has no class_names list"
+    if len(names) != args.get("num_classes", 10):
+        return f"has {len(names)} class names for a model of {args.get('num_classes', 10)} outputs"
+    inp = card.get("input")
+    ok = isinstance(inp, dict) and all(
+        isinstance(inp.get(k), (int, float)) and not isinstance(inp.get(k), bool)
+        and math.isfinite(inp[k]) for k in ("mean", "std"))
+    if not ok or not inp["std"] > 0:
+        return "has no input scaling (input.mean and a positive input.std)"
+    if any(not isinstance(card.get(k, False), bool) for k in ("tta", "tta_shifts")):
+        return "has tta or tta_shifts that is not true or false"
+    return None

@@ -18,7 +18,8 @@ import torch
 
 from ..errors import RunError
 from ..fsutil import atomic_open
-from .files import BEST, CHECKPOINT, save_history
+from .comparison import comparison_of
+from .files import BEST, CHECKPOINT, METRICS, save_history
 
 CHECKPOINT_FORMAT = 1
 
@@ -33,6 +34,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     if not path.exists():
+        comparison = comparison_of(path.parent)
+        if comparison is not None and (path.parent / METRICS).is_file():
+            # a finished cell: `fmnist compare` deleted its weights, as it does by default
+            raise RunError(f"{path.parent}: a run of the comparison {comparison} whose weights "
+                           "were not kept (compare deletes each run's checkpoints); run the "
+                           "comparison again with --keep-checkpoints and a new --out")
         raise RunError(f"{path}: no checkpoint; the run did not finish an epoch yet, "
                        "or this is not a run directory")
     _check_archive(path)

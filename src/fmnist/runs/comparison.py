@@ -63,6 +63,14 @@ def member_dir(directory: Path, name: str) -> Path:
     return Path(directory) / MEMBERS / name
 
 
+def comparison_of(run_dir: str | os.PathLike) -> Path | None:
+    """The comparison directory whose member (cell) `run_dir` is, else None."""
+    run_dir = Path(run_dir)
+    if run_dir.parent.name == MEMBERS and is_comparison(run_dir.parent.parent):
+        return run_dir.parent.parent
+    return None
+
+
 def read_member(run_dir: Path) -> dict[str, Any] | None:
     """One finished member run as a record for the comparison figures and summary:
     {name, optimizer, lr, seed, history, diverged, test_acc, test_loss, final_val_acc,

@@ -259,6 +259,9 @@ def _metrics_problem(m: Any) -> str | None:
     for key in ("accuracy", "loss", "test_acc", "test_loss", "macro_f1", "train_seconds"):
         if m.get(key) is not None and finite(m[key]) is None:
             return f"{key} must be a number"
+    for key in ("split", "weights"):  # written into exported files' string metadata
+        if m.get(key) is not None and not isinstance(m[key], str):
+            return f"{key} must be a name"
     return None
 
 
