@@ -172,8 +172,12 @@ def write_member_run(comp_dir: Path, optimizer: str, lr: float, seed: int, histo
     cell = Cell(optimizer, lr, seed)
     run_dir = runs.member_dir(comp_dir, cell.name)
     run_dir.mkdir(parents=True)
-    facts = Facts(10, CLASS_NAMES, 0.5, 0.25, {"num_classes": 10}, False, "fp32")
-    runs.save_config(run_dir, cell.config(protocol_base()), facts, ["test"])
+    from fmnist.data import get_source
+
+    config = cell.config(protocol_base())
+    names = tuple(get_source(config.data.dataset).class_names)  # as a real run resolves them
+    facts = Facts(10, names, 0.5, 0.25, {"num_classes": 10}, False, "fp32")
+    runs.save_config(run_dir, config, facts, ["test"])
     runs.save_history(run_dir, history)
     vals = [r["val_acc"] for r in history if r.get("val_acc") is not None]
     runs.save_metrics(run_dir, {"diverged": diverged, "test_acc": None if diverged else test_acc,
