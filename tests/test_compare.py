@@ -214,3 +214,29 @@ def test_seeds_run_one_after_another(toy, tmp_path, capsys):
     done = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()
             if line.startswith("  ") and "test " in line]
     assert done == ["sgd-lr0.5-seed0", "adam-lr0.01-seed0", "sgd-lr0.5-seed1", "adam-lr0.01-seed1"]
+
+
+# ------------------------------------------------------------------ refused before anything starts
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--ray", "--cpus-per-run", "nan"], "--cpus-per-run nan"),
+    (["--ray", "--cpus-per-run", "inf"], "--cpus-per-run inf"),
+    (["--ray", "--cpus-per-run", "1e-9"], "0.0001"),  # below Ray's smallest fraction
+    (["--ray", "--cpus-per-run", "0"], "--cpus-per-run 0"),
+    (["--ray", "--gpus-per-run", "nan"], "--gpus-per-run nan"),
+    (["--ray", "--gpus-per-run", "-1"], "--gpus-per-run -1"),
+    (["--ray", "--gpus-per-run", "1e-9"], "0.0001"),
+    (["--cpus-per-run", "2"], "only with --ray"),  # else silently ignored
+    (["--gpus-per-run", "1"], "only with --ray"),
+])
+def test_ray_resources_are_checked_before_anything_starts(tmp_path, capsys, argv, needle):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--optimizers", "sgd", *argv, "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert needle in line, line
+    assert not out.exists()  # no plan.json left behind, Ray never started

@@ -16,7 +16,7 @@ from ..build import build, check
 from ..errors import ConfigError, FmnistError
 from ..loop import TrainingDiverged
 from ..metrics import summarise_runs
-from .execute import Execution, Failure, run_cells
+from .execute import Execution, Failure, check_ready, run_cells
 from .plan import PRESETS, Cell, Plan
 
 Log = Callable[[str], None]
@@ -77,6 +77,7 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
         raise ConfigError(f"{out}: was run with other settings ({differs} differs); give a new "
                           "--out for this comparison (or delete that folder)")
     runs.check_writable(out)
+    check_ready(execution)
     if saved is None:
         # every optimizer's cell (its keywords, --opt-arg), then the data, before the folder
         for name, lr in plan.optimizers:
