@@ -240,3 +240,15 @@ def test_ray_resources_are_checked_before_anything_starts(tmp_path, capsys, argv
     line = one_error_line(capsys)
     assert needle in line, line
     assert not out.exists()  # no plan.json left behind, Ray never started
+
+
+@pytest.mark.parametrize("optimizers", ["adam:1e-3,adam:1e-2", "adam,adam:1e-3", "sgd,adam,sgd"])
+def test_an_optimizer_named_twice_is_refused(tmp_path, capsys, optimizers):
+    # one rate per optimizer: `chosen` and the summary's rows are keyed by its name, so the
+    # second rate was silently dropped
+    with pytest.raises(ConfigError, match="named twice"):
+        make_plan(optimizers, seeds=1)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--optimizers", optimizers, "--dry-run", "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert "--optimizers" in line and "named twice" in line and "--lr-grid" in line, line

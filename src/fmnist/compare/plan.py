@@ -102,6 +102,12 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.optimizers:
             raise ConfigError("optimizers: name at least one, e.g. --optimizers sgd,adam")
+        names = [name for name, _ in self.optimizers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the chosen rates, the summary's rows and the ranking are keyed by name
+            raise ConfigError(f"--optimizers: {', '.join(twice)} named twice; a comparison runs "
+                              "one learning rate per optimizer: name each once (to compare rates "
+                              "of one optimizer, use --lr-grid, or one comparison per rate)")
         if not 1 <= len(self.seeds) <= MAX_SEEDS:
             raise ConfigError(f"seeds: between 1 and {MAX_SEEDS}")
         if not 1 <= self.grid_points <= MAX_GRID:
@@ -176,8 +182,9 @@ def lr_grid(default: float, points: int, span: float) -> list[float]:
 class Options:
     """How `make_plan` builds a plan; `fmnist compare` derives its flags from these fields."""
 
-    optimizers: str | None = setting(None, "e.g. msgd,adam:1e-3,msvag:0.3 (no LR: the "
-                                     "optimizer's default, or --lr-grid)", metavar="NAME[:LR],...")
+    optimizers: str | None = setting(None, "e.g. msgd,adam:1e-3,msvag:0.3, each optimizer once "
+                                     "(no LR: the optimizer's default, or --lr-grid)",
+                                     metavar="NAME[:LR],...")
     preset: str | None = setting(None, "dissecting-adam: the paper's Fashion-MNIST experiment (P1, "
                                  "pixels / 255, 6,000 steps of batch 64, its rates, 10 seeds); "
                                  "dissecting-adam-tuned: each rate re-tuned on a validation split, "
