@@ -252,3 +252,27 @@ def test_an_optimizer_named_twice_is_refused(tmp_path, capsys, optimizers):
     assert main(["compare", "--optimizers", optimizers, "--dry-run", "--out", str(out)]) == 1
     line = one_error_line(capsys)
     assert "--optimizers" in line and "named twice" in line and "--lr-grid" in line, line
+
+
+def test_a_run_directory_and_a_comparison_are_never_mixed(toy, tmp_path, capsys):
+    from fmnist import api
+    from test_train import toy_config
+
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=True)
+    before = {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(toy_compare(run.dir, "--optimizers", "sgd", "--seeds", "1")) == 1
+    line = one_error_line(capsys)
+    assert str(run.dir) in line and "holds a run" in line and "--out" in line, line
+    assert {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()} == before
+    assert not (run.dir / "runs").exists()  # nothing added, report.html kept
+
+    cmp = tmp_path / "cmp"
+    assert main(toy_compare(cmp, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
+    inside = sorted(p.name for p in cmp.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs",
+                 "1", "--no-plots", "--quiet", "--out", str(cmp)]) == 1
+    line = one_error_line(capsys)
+    assert str(cmp) in line and "comparison" in line and "--out" in line, line
+    assert sorted(p.name for p in cmp.iterdir()) == inside

@@ -68,6 +68,7 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
     given, then every seed at the chosen rates (the grid's cell at the chosen rate is also the
     first seed's). Cells whose worker failed are named at the end, after the rest finished."""
     out, log = Path(out), log or (lambda _m: None)
+    runs.check_comparison_out(out)
     settings = plan.settings()
     saved = runs.read_plan(out)
     if saved is not None and not any(runs.member_dir(out, "").glob("*")):
@@ -76,7 +77,6 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
         differs = next(k for k in settings if saved.get(k) != settings[k])
         raise ConfigError(f"{out}: was run with other settings ({differs} differs); give a new "
                           "--out for this comparison (or delete that folder)")
-    runs.check_writable(out)
     check_ready(execution)
     if saved is None:
         # every optimizer's cell (its keywords, --opt-arg), then the data, before the folder

@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
 from ..fsutil import atomic_write_json
-from .files import finite, load_config, load_history, read_checked, read_metrics
+from .files import (RUN_FILES, check_writable, finite, load_config, load_history, read_checked,
+                    read_metrics)
 
 PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
 
@@ -20,6 +22,17 @@ PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
 def is_comparison(directory: str | os.PathLike) -> bool:
     """A comparison directory (fmnist compare) rather than a run directory (fmnist train)."""
     return (Path(directory) / PLAN).is_file()
+
+
+def check_comparison_out(out: str | os.PathLike) -> Path:
+    """Refuse an --out that cannot take a comparison (a file, unwritable, or a run directory
+    of `fmnist train`, whose report.html it would overwrite), before anything is written."""
+    out = check_writable(out)
+    held = next((name for name in RUN_FILES if (out / name).exists()), None)
+    if held:  # a comparison keeps its runs in runs/, never at its top
+        raise RunError(f"--out {out} already holds a run of `fmnist train` ({held}); a "
+                       "comparison needs a folder of its own: choose another --out")
+    return out
 
 
 def save_plan(directory: Path, plan: dict) -> Path:

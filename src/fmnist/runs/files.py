@@ -68,10 +68,18 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
     return folder
 
 
+RUN_FILES = (CHECKPOINT, METRICS, CONFIG, HISTORY)  # any of them: the folder holds a run
+
+
 def check_out(out: str | os.PathLike) -> Path:
     """Refuse an --out that cannot take a new run, before anything is built or written."""
+    from .comparison import is_comparison  # comparison.py reads runs through this module
+
     out = check_writable(out)
-    if any((out / name).exists() for name in (CHECKPOINT, METRICS, CONFIG, HISTORY)):
+    if is_comparison(out):  # its report.html and figures would be mixed with the run's
+        raise RunError(f"--out {out} holds a comparison (plan.json of `fmnist compare`); "
+                       "choose another --out for this run")
+    if any((out / name).exists() for name in RUN_FILES):
         raise RunError(f"{out} already holds a run (or another tool's files); use --resume "
                        f"{out} to continue a run, or choose another --out")
     return out
