@@ -276,3 +276,18 @@ def test_a_run_directory_and_a_comparison_are_never_mixed(toy, tmp_path, capsys)
     line = one_error_line(capsys)
     assert str(cmp) in line and "comparison" in line and "--out" in line, line
     assert sorted(p.name for p in cmp.iterdir()) == inside
+
+
+def test_no_lr_grid_overrides_a_presets_grid(capsys):
+    # flags given override a --preset's settings: "not given" is not "given off"
+    assert all(lr is None for _, lr in make_plan(preset="dissecting-adam-tuned").optimizers)
+    plan = make_plan(preset="dissecting-adam-tuned", lr_grid=False)
+    assert all(lr is not None for _, lr in plan.optimizers)  # each optimizer's default rate
+    assert dict(plan.optimizers)["adam"] == 1e-3
+    assert main(["compare", "--preset", "dissecting-adam-tuned", "--no-lr-grid", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    settings = json.loads(out[out.index("{"):])
+    assert all(lr is not None for _, lr in settings["optimizers"]), settings["optimizers"]
+    assert main(["compare", "--preset", "dissecting-adam", "--lr-grid", "--val-size", "5000", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(lr is None for _, lr in json.loads(out[out.index("{"):])["optimizers"])
