@@ -291,3 +291,89 @@ def test_no_lr_grid_overrides_a_presets_grid(capsys):
     assert main(["compare", "--preset", "dissecting-adam", "--lr-grid", "--val-size", "5000", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert all(lr is None for _, lr in json.loads(out[out.index("{"):])["optimizers"])
+
+
+# ------------------------------------------------------------------ damaged cells
+def toy_cells(out, *extra):
+    return toy_compare(out, "--optimizers", "sgd:0.5,adam:0.01", "--seeds", "1", "--epochs", "1",
+                       "--no-plots", "--quiet", *extra)
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{}", "diverged"),  # was read as a diverged run and dropped from the ranking
+    ('{"diverged": false}', "test_acc"),
+    ('{"diverged": false, "test_acc": 0.5, "test_loss": 1.0, "train_seconds": 1}', "final_val_acc"),
+    ('{"diverged": "no", "test_acc": 0.5}', "diverged"),
+])
+def test_a_cells_metrics_without_its_fields_is_named(toy, tmp_path, capsys, content, needle):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "metrics.json").write_text(content)
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert str(cell / "metrics.json") in line and needle in line, line
+    assert f"delete {cell}" in line and "restore" not in line, line  # rerunning alone fails again
+    assert main(["plot", str(out)]) == 1  # the comparison's figures read the cells: the same line
+    assert f"delete {cell}" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("config.json", "{"), ("history.jsonl", "x\n{}\n"), ("metrics.json", "[]")])
+def test_a_damaged_cell_names_its_folder_as_the_fix(toy, tmp_path, capsys, name, content):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / name).write_text(content)
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert str(cell / name) in line and f"delete {cell}" in line, line
+    assert "restore it or run again" not in line and "train again" not in line, line
+    import shutil
+    shutil.rmtree(cell)  # the fix the message gives works
+    assert main(toy_cells(out)) == 0
+
+
+def test_a_damaged_checkpoint_of_a_cell_cut_short_names_its_folder(toy, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out, "--keep-checkpoints")) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "metrics.json").unlink()  # cut short: it resumes from its checkpoint
+    (cell / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(toy_cells(out, "--keep-checkpoints")) == 1
+    line = one_error_line(capsys)
+    assert "checkpoint.pt" in line and f"delete {cell}" in line, line
+
+
+def test_a_file_in_place_of_a_cell_folder_is_named(toy, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    shutil.rmtree(cell)
+    cell.write_text("x")
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert f"{cell}: is a file" in line and "--out" not in line and "delete it" in line, line
+    shutil.rmtree(out / "runs")
+    (out / "runs").write_text("x")
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert f"{out / 'runs'}: is a file" in line and "--out" not in line, line
+
+
+def test_a_damaged_cell_under_jobs_is_not_retried_forever(toy, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "config.json").write_text("{")
+    capsys.readouterr()
+    assert main(toy_cells(out, "--jobs", "2")) == 1  # workers read the done cells back: no data
+    line = one_error_line(capsys)
+    assert "1 cell(s) failed: adam-lr0.01-seed0" in line and f"delete {cell}" in line, line
+    assert "run the same command again to retry" not in line, line

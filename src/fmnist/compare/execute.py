@@ -77,6 +77,7 @@ class Failure:
 
     name: str
     why: str
+    retry: bool = True  # False: an FmnistError, whose message names its fix; running again won't
 
 
 def run_cells(plan: Plan, cells: list[Cell], out: Path, log: Log,
@@ -108,9 +109,9 @@ def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: int | None, con
         run_cell(plan, cell, Path(out), lambda _m: None)
         conn.send(None)
     except FmnistError as exc:
-        conn.send(str(exc))
+        conn.send(Failure(cell.name, str(exc), retry=False))
     except BaseException as exc:  # noqa: BLE001 - a worker reports everything, then ends
-        conn.send(f"{type(exc).__name__}: {exc}")
+        conn.send(Failure(cell.name, f"{type(exc).__name__}: {exc}"))
 
 
 def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int, progress: bool) -> dict:
@@ -140,16 +141,16 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
             for sentinel in wait(list(running)):
                 _slot, proc, recv, cell = running.pop(sentinel)
                 proc.join()
-                try:  # None: done; a string: its error; nothing at all: the worker died
-                    message = recv.recv()
+                try:  # None: done; a Failure: its error; nothing at all: the worker died
+                    failure = recv.recv()
                 except EOFError:
-                    message = f"its worker died (exit code {proc.exitcode})"
-                if message is None:
+                    failure = Failure(cell.name, f"its worker died (exit code {proc.exitcode})")
+                if failure is None:
                     results[cell.name] = runs.read_member(runs.member_dir(out, cell.name))
                     log(f"  {cell.name}: done")
                 else:
-                    results[cell.name] = Failure(cell.name, message)
-                    log(f"  {cell.name}: FAILED: {message}")
+                    results[cell.name] = failure
+                    log(f"  {cell.name}: FAILED: {failure.why}")
                 bar.update()
     finally:
         bar.close()
@@ -201,7 +202,8 @@ def _on_ray(plan: Plan, cells: list[Cell], out: Path, log: Log, execution: Execu
     from .. import runs
     from ..fsutil import atomic_write_bytes
 
-    todo = [c for c in cells if runs.read_metrics(runs.member_dir(out, c.name)) is None]
+    todo = [c for c in cells
+            if runs.read_metrics(runs.member_dir(out, c.name), runs.member_fix(runs.member_dir(out, c.name))) is None]
     results = {c.name: runs.read_member(runs.member_dir(out, c.name)) for c in cells if c not in todo}
     if not todo:
         return results
@@ -219,10 +221,12 @@ def _on_ray(plan: Plan, cells: list[Cell], out: Path, log: Log, execution: Execu
         try:
             files = ray.get(done[0])
         except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error or its death
-            results[cell.name] = Failure(cell.name, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            cause = getattr(exc, "cause", None)  # RayTaskError: the worker's own exception
+            results[cell.name] = (Failure(cell.name, str(cause), retry=False) if isinstance(cause, FmnistError)
+                                  else Failure(cell.name, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"))
             log(f"  {cell.name}: FAILED on Ray: {results[cell.name].why}")
             continue
-        folder = runs.member_dir(out, cell.name)
+        folder = runs.check_member_dir(out, cell.name)
         for name, data in sorted(files.items(), key=lambda kv: kv[0] == runs.METRICS):
             atomic_write_bytes(folder / name, data)  # metrics.json last: it marks the cell done
         results[cell.name] = runs.read_member(folder)
