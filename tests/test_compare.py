@@ -377,3 +377,26 @@ def test_a_damaged_cell_under_jobs_is_not_retried_forever(toy, tmp_path, capsys)
     line = one_error_line(capsys)
     assert "1 cell(s) failed: adam-lr0.01-seed0" in line and f"delete {cell}" in line, line
     assert "run the same command again to retry" not in line, line
+
+
+# ------------------------------------------------------------------ help and dry run
+def test_compare_help_names_only_its_own_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "another --optimizer" not in text  # compare has --optimizers, no --optimizer
+    assert "--weight-decay" in text and "every optimizer" in text
+
+
+@pytest.mark.parametrize("argv", [["--opt-arg", "foo=1"], ["--model-arg", "nosuch=3"]])
+def test_compare_dry_run_checks_the_cells_like_train(tmp_path, capsys, argv):
+    assert main(["train", "--optimizer", "adam", "--model", "mlp", *argv, "--dry-run"]) == 1
+    why = one_error_line(capsys)
+    out = tmp_path / "c"
+    assert main(["compare", "--optimizers", "adam", "--model", "mlp", *argv, "--dry-run",
+                 "--out", str(out)]) == 1
+    assert one_error_line(capsys) == why  # a plan that would fail is not printed as if it would run
+    assert "{" not in capsys.readouterr().out and not out.exists()
+    # every optimizer's cell: msgd takes beta, adam does not
+    assert main(["compare", "--optimizers", "msgd,adam", "--opt-arg", "beta=0.8", "--dry-run"]) == 1
+    assert "optimizer 'adam' takes no beta" in one_error_line(capsys)

@@ -55,6 +55,13 @@ def run_cell(plan: Plan, cell: Cell, out: Path, log: Log) -> dict:
     return record
 
 
+def check_plan(plan: Plan) -> None:
+    """Every optimizer's cell config (its keywords, --opt-arg, --model-arg), as `fmnist train`
+    checks one, without loading any data."""
+    for name, lr in plan.optimizers:
+        check(Cell(name, lr or plan.grid(name)[0].lr, plan.seeds[0]).config(plan.base))
+
+
 def _chosen_lr(optimizer: str, records: list[dict]) -> float:
     """The grid's rate with the best final validation accuracy (ties: the smaller rate)."""
     ok = [r for r in records if not r["diverged"]]
@@ -83,9 +90,7 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
                           "--out for this comparison (or delete that folder)")
     check_ready(execution)
     if saved is None:
-        # every optimizer's cell (its keywords, --opt-arg), then the data, before the folder
-        for name, lr in plan.optimizers:
-            check(Cell(name, lr or plan.grid(name)[0].lr, plan.seeds[0]).config(plan.base))
+        check_plan(plan)  # then the data, before the folder
         build(plan.base, optimizer=False)
         runs.save_plan(out, {**settings, **plan.extra})
     searched = [name for name, lr in plan.optimizers if lr is None]
