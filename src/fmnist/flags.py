@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import PARTS, RunConfig
+from .config import PARTS, RunConfig, flag_of
 from .errors import ConfigError
 
 TITLES = {"data": "data split and augmentation", "model": "model", "optim": "optimizer",
@@ -49,7 +49,7 @@ def add_fields(group, cls: type, defaults: Any, prefix: str, skip: frozenset[str
         key = prefix + f.name
         if key in skip or f.metadata.get("cli") is False:
             continue
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flag = flag_of(f)
         default = getattr(defaults, f.name)
         text = (helps or {}).get(key, f.metadata.get("help", ""))
         if "(default:" not in text and not isinstance(default, dict):
