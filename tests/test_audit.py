@@ -152,7 +152,7 @@ def test_the_command_prints_the_table(planted, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, needle", [
     (["--out", "FILE"], "is a file"),
-    (["--folds", "1"], "folds=1"),
+    (["--folds", "1"], "--folds 1"),  # named by its flag, as --cv-epochs and --cv-seed are
     (["--near-threshold", "-1"], "near_threshold"),
     (["--cv-model", "nope"], "give --cv-model one of"),  # before the scans, not after
 ])

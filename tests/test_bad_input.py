@@ -668,3 +668,14 @@ def test_a_hand_edited_summary_is_named(toy, tmp_path, capsys, rows):
     for command in ("report", "plot"):
         assert main([command, str(out)]) == 1
         assert "summary.json" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--cv-epochs", "0"], "--cv-epochs 0"), (["--cv-epochs", "1000"], "--cv-epochs 1000"),
+    (["--cv-seed", "-1"], "--cv-seed -1"), (["--folds", "1"], "--folds 1"),
+    (["--cv-model", "nosuch"], "--cv-model 'nosuch'")])
+def test_audit_cross_validation_flags_are_named_as_typed(tmp_path, capsys, argv, needle):
+    # the fields are epochs and seed; the user typed --cv-epochs and --cv-seed
+    assert main(["data", "audit", *argv, "--out", str(tmp_path / "a")]) == 1
+    line = one_error_line(capsys)
+    assert needle in line and "epochs=" not in line and "seed=" not in line, line

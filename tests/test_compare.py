@@ -214,3 +214,189 @@ def test_seeds_run_one_after_another(toy, tmp_path, capsys):
     done = [line.split(":")[0].strip() for line in capsys.readouterr().out.splitlines()
             if line.startswith("  ") and "test " in line]
     assert done == ["sgd-lr0.5-seed0", "adam-lr0.01-seed0", "sgd-lr0.5-seed1", "adam-lr0.01-seed1"]
+
+
+# ------------------------------------------------------------------ refused before anything starts
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--ray", "--cpus-per-run", "nan"], "--cpus-per-run nan"),
+    (["--ray", "--cpus-per-run", "inf"], "--cpus-per-run inf"),
+    (["--ray", "--cpus-per-run", "1e-9"], "0.0001"),  # below Ray's smallest fraction
+    (["--ray", "--cpus-per-run", "0"], "--cpus-per-run 0"),
+    (["--ray", "--gpus-per-run", "nan"], "--gpus-per-run nan"),
+    (["--ray", "--gpus-per-run", "-1"], "--gpus-per-run -1"),
+    (["--ray", "--gpus-per-run", "1e-9"], "0.0001"),
+    (["--cpus-per-run", "2"], "only with --ray"),  # else silently ignored
+    (["--gpus-per-run", "1"], "only with --ray"),
+])
+def test_ray_resources_are_checked_before_anything_starts(tmp_path, capsys, argv, needle):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--optimizers", "sgd", *argv, "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert needle in line, line
+    assert not out.exists()  # no plan.json left behind, Ray never started
+
+
+@pytest.mark.parametrize("optimizers", ["adam:1e-3,adam:1e-2", "adam,adam:1e-3", "sgd,adam,sgd"])
+def test_an_optimizer_named_twice_is_refused(tmp_path, capsys, optimizers):
+    # one rate per optimizer: `chosen` and the summary's rows are keyed by its name, so the
+    # second rate was silently dropped
+    with pytest.raises(ConfigError, match="named twice"):
+        make_plan(optimizers, seeds=1)
+    out = tmp_path / "cmp"
+    assert main(["compare", "--optimizers", optimizers, "--dry-run", "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert "--optimizers" in line and "named twice" in line and "--lr-grid" in line, line
+
+
+def test_a_run_directory_and_a_comparison_are_never_mixed(toy, tmp_path, capsys):
+    from fmnist import api
+    from test_train import toy_config
+
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=True)
+    before = {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()}
+    capsys.readouterr()
+    assert main(toy_compare(run.dir, "--optimizers", "sgd", "--seeds", "1")) == 1
+    line = one_error_line(capsys)
+    assert str(run.dir) in line and "holds a run" in line and "--out" in line, line
+    assert {p.name: p.read_bytes() for p in run.dir.iterdir() if p.is_file()} == before
+    assert not (run.dir / "runs").exists()  # nothing added, report.html kept
+
+    cmp = tmp_path / "cmp"
+    assert main(toy_compare(cmp, "--optimizers", "sgd", "--seeds", "1", "--epochs", "1")) == 0
+    inside = sorted(p.name for p in cmp.iterdir())
+    capsys.readouterr()
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs",
+                 "1", "--no-plots", "--quiet", "--out", str(cmp)]) == 1
+    line = one_error_line(capsys)
+    assert str(cmp) in line and "comparison" in line and "--out" in line, line
+    assert sorted(p.name for p in cmp.iterdir()) == inside
+
+
+def test_no_lr_grid_overrides_a_presets_grid(capsys):
+    # flags given override a --preset's settings: "not given" is not "given off"
+    assert all(lr is None for _, lr in make_plan(preset="dissecting-adam-tuned").optimizers)
+    plan = make_plan(preset="dissecting-adam-tuned", lr_grid=False)
+    assert all(lr is not None for _, lr in plan.optimizers)  # each optimizer's default rate
+    assert dict(plan.optimizers)["adam"] == 1e-3
+    assert main(["compare", "--preset", "dissecting-adam-tuned", "--no-lr-grid", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    settings = json.loads(out[out.index("{"):])
+    assert all(lr is not None for _, lr in settings["optimizers"]), settings["optimizers"]
+    assert main(["compare", "--preset", "dissecting-adam", "--lr-grid", "--val-size", "5000", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(lr is None for _, lr in json.loads(out[out.index("{"):])["optimizers"])
+
+
+# ------------------------------------------------------------------ damaged cells
+def toy_cells(out, *extra):
+    return toy_compare(out, "--optimizers", "sgd:0.5,adam:0.01", "--seeds", "1", "--epochs", "1",
+                       "--no-plots", "--quiet", *extra)
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{}", "diverged"),  # was read as a diverged run and dropped from the ranking
+    ('{"diverged": false}', "test_acc"),
+    ('{"diverged": false, "test_acc": 0.5, "test_loss": 1.0, "train_seconds": 1}', "final_val_acc"),
+    ('{"diverged": "no", "test_acc": 0.5}', "diverged"),
+])
+def test_a_cells_metrics_without_its_fields_is_named(toy, tmp_path, capsys, content, needle):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "metrics.json").write_text(content)
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert str(cell / "metrics.json") in line and needle in line, line
+    assert f"delete {cell}" in line and "restore" not in line, line  # rerunning alone fails again
+    assert main(["plot", str(out)]) == 1  # the comparison's figures read the cells: the same line
+    assert f"delete {cell}" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("config.json", "{"), ("history.jsonl", "x\n{}\n"), ("metrics.json", "[]")])
+def test_a_damaged_cell_names_its_folder_as_the_fix(toy, tmp_path, capsys, name, content):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / name).write_text(content)
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert str(cell / name) in line and f"delete {cell}" in line, line
+    assert "restore it or run again" not in line and "train again" not in line, line
+    import shutil
+    shutil.rmtree(cell)  # the fix the message gives works
+    assert main(toy_cells(out)) == 0
+
+
+def test_a_damaged_checkpoint_of_a_cell_cut_short_names_its_folder(toy, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out, "--keep-checkpoints")) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "metrics.json").unlink()  # cut short: it resumes from its checkpoint
+    (cell / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    assert main(toy_cells(out, "--keep-checkpoints")) == 1
+    line = one_error_line(capsys)
+    assert "checkpoint.pt" in line and f"delete {cell}" in line, line
+
+
+def test_a_file_in_place_of_a_cell_folder_is_named(toy, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    shutil.rmtree(cell)
+    cell.write_text("x")
+    capsys.readouterr()
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert f"{cell}: is a file" in line and "--out" not in line and "delete it" in line, line
+    shutil.rmtree(out / "runs")
+    (out / "runs").write_text("x")
+    assert main(toy_cells(out)) == 1
+    line = one_error_line(capsys)
+    assert f"{out / 'runs'}: is a file" in line and "--out" not in line, line
+
+
+def test_a_damaged_cell_under_jobs_is_not_retried_forever(toy, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(toy_cells(out)) == 0
+    cell = runs.member_dir(out, "adam-lr0.01-seed0")
+    (cell / "config.json").write_text("{")
+    capsys.readouterr()
+    assert main(toy_cells(out, "--jobs", "2")) == 1  # workers read the done cells back: no data
+    line = one_error_line(capsys)
+    assert "1 cell(s) failed: adam-lr0.01-seed0" in line and f"delete {cell}" in line, line
+    assert "run the same command again to retry" not in line, line
+
+
+# ------------------------------------------------------------------ help and dry run
+def test_compare_help_names_only_its_own_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "another --optimizer" not in text  # compare has --optimizers, no --optimizer
+    assert "--weight-decay" in text and "every optimizer" in text
+
+
+@pytest.mark.parametrize("argv", [["--opt-arg", "foo=1"], ["--model-arg", "nosuch=3"]])
+def test_compare_dry_run_checks_the_cells_like_train(tmp_path, capsys, argv):
+    assert main(["train", "--optimizer", "adam", "--model", "mlp", *argv, "--dry-run"]) == 1
+    why = one_error_line(capsys)
+    out = tmp_path / "c"
+    assert main(["compare", "--optimizers", "adam", "--model", "mlp", *argv, "--dry-run",
+                 "--out", str(out)]) == 1
+    assert one_error_line(capsys) == why  # a plan that would fail is not printed as if it would run
+    assert "{" not in capsys.readouterr().out and not out.exists()
+    # every optimizer's cell: msgd takes beta, adam does not
+    assert main(["compare", "--optimizers", "msgd,adam", "--opt-arg", "beta=0.8", "--dry-run"]) == 1
+    assert "optimizer 'adam' takes no beta" in one_error_line(capsys)

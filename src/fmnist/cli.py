@@ -227,13 +227,15 @@ def _outputs(g, quiet: str, dry_run: str) -> None:
 def cmd_compare(args) -> None:
     import time
 
-    from .compare import Execution, format_table, make_plan, run_plan
+    from .compare import Execution, check_plan, format_table, make_plan, run_plan
     from .flags import given, overrides
 
     plan = make_plan(**given(args, "compare."), overrides=overrides(args),
                      extra={"command": " ".join(["fmnist", *sys.argv[1:]])})
     execution = Execution(**given(args, "exec."))
     out = args.out or Path("comparisons") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.base.model.name}"
+    if args.dry_run:  # as train's: a plan whose cells would fail is refused, not printed
+        check_plan(plan)
     print(plan.describe() + ("" if args.dry_run else f" -> {out}"))
     if args.dry_run:
         print(json.dumps(plan.settings(), indent=2))
@@ -257,9 +259,13 @@ def _compare_parser(sub) -> None:
     add_fields(g, Options, Options(), "compare.")
     add_fields(p.add_argument_group("execution"), Execution, Execution(), "exec.")
     g.add_argument("--out", type=Path, help="comparison directory (default: comparisons/<time>-<model>)")
-    _outputs(g, quiet="print only the table", dry_run="print the plan and exit")
+    _outputs(g, quiet="print only the table", dry_run="check every cell's settings (as train's does), "
+             "print the plan and exit")
     add_config_flags(p, protocol_base(), skip=frozenset(
-        {"optim.name", "optim.lr", "train.seed", "train.select", "train.eval_test"}))
+        {"optim.name", "optim.lr", "train.seed", "train.select", "train.eval_test"}), helps={
+        # train's text says another --optimizer resets it; compare has --optimizers, and applies it to all
+        "optim.weight_decay": "weight decay on conv/linear weights, for every optimizer of the "
+                              "comparison (none: each optimizer's own)"})
 
 
 # ---------------------------------------------------------------- plot, report

@@ -31,18 +31,27 @@ def setting(default: Any = None, help: str = "", **meta: Any) -> Any:
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
+    """`name`: a field ("epochs=0: ...") or a flag ("--cv-epochs 0: ...")."""
     if not ok:
-        raise ConfigError(f"{name}={value!r}: {why}")
+        raise ConfigError(f"{name} {value!r}: {why}" if name.startswith("--") else f"{name}={value!r}: {why}")
 
 
-def _check_numbers(obj: Any) -> None:
-    """Every numeric field finite; every seed a valid 32-bit seed (numpy and torch agree)."""
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of a config field (flags.add_fields derives it the same way)."""
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _check_numbers(obj: Any, flags: bool = False) -> None:
+    """Every numeric field finite; every seed a valid 32-bit seed (numpy and torch agree).
+    `flags`: name each field by its flag, for a config whose fields and flags differ
+    (CrossValConfig's epochs is --cv-epochs)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
+        name = flag_of(f) if flags else f.name
         if isinstance(value, float):
-            _check(math.isfinite(value), f.name, value, "must be a finite number")
+            _check(math.isfinite(value), name, value, "must be a finite number")
         if f.name.endswith("seed"):
-            _check(isinstance(value, int) and 0 <= value < 2**31, f.name, value,
+            _check(isinstance(value, int) and 0 <= value < 2**31, name, value,
                    "must be an integer in 0 .. 2**31-1")
 
 

@@ -29,14 +29,15 @@ class CrossValConfig:
     seed: int = setting(0, "folds, weights and data order", flag="--cv-seed")
 
     def __post_init__(self) -> None:
-        _check_numbers(self)
-        _check(2 <= self.folds <= 20, "folds", self.folds, "must be in 2..20")
-        _check(1 <= self.epochs <= 100, "epochs", self.epochs, "must be in 1..100")
+        # named by their flags: "epochs=0" would not say which of the audit's settings it is
+        _check_numbers(self, flags=True)
+        _check(2 <= self.folds <= 20, "--folds", self.folds, "must be in 2..20")
+        _check(1 <= self.epochs <= 100, "--cv-epochs", self.epochs, "must be in 1..100")
         # a misspelt --cv-model is refused here, not when the first fold is built after a
         # minute of duplicate scans (models.py imports torch only when a model is built)
         from .models import MODELS
 
-        _check(self.model in MODELS, "model", self.model,
+        _check(self.model in MODELS, "--cv-model", self.model,
                f"unknown model; give --cv-model one of {', '.join(MODELS.names())}")
 
     def run_config(self) -> RunConfig:

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import PARTS, RunConfig
+from .config import PARTS, RunConfig, flag_of
 from .errors import ConfigError
 
 TITLES = {"data": "data split and augmentation", "model": "model", "optim": "optimizer",
@@ -40,15 +40,18 @@ def _shown(value: Any) -> str:
     return "none" if value is None else ("on" if value is True else "off" if value is False else str(value))
 
 
-def add_fields(group, cls: type, defaults: Any, prefix: str, skip: frozenset[str] = frozenset()) -> None:
-    """One flag per field of the dataclass `cls` not in `skip`; dest `prefix` + field name."""
+def add_fields(group, cls: type, defaults: Any, prefix: str, skip: frozenset[str] = frozenset(),
+               helps: dict[str, str] | None = None) -> None:
+    """One flag per field of the dataclass `cls` not in `skip`; dest `prefix` + field name;
+    `helps`: help texts that replace the fields' own, by dest (a command where a field's
+    text would name a flag it does not have)."""
     for f in dataclasses.fields(cls):
         key = prefix + f.name
         if key in skip or f.metadata.get("cli") is False:
             continue
-        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        flag = flag_of(f)
         default = getattr(defaults, f.name)
-        text = f.metadata.get("help", "")
+        text = (helps or {}).get(key, f.metadata.get("help", ""))
         if "(default:" not in text and not isinstance(default, dict):
             text += f" (default: {_shown(default)})"
         kinds = [t.strip() for t in str(f.type).split("|")]
@@ -71,10 +74,12 @@ def add_fields(group, cls: type, defaults: Any, prefix: str, skip: frozenset[str
 
 
 def add_config_flags(parser: argparse.ArgumentParser, defaults: RunConfig,
-                     skip: frozenset[str] = frozenset()) -> None:
-    """One flag per RunConfig field not in `skip` ("train.seed", ...), grouped by part."""
+                     skip: frozenset[str] = frozenset(), helps: dict[str, str] | None = None) -> None:
+    """One flag per RunConfig field not in `skip` ("train.seed", ...), grouped by part;
+    `helps` replaces fields' help texts ("optim.weight_decay": ...)."""
     for part, cls in PARTS.items():
-        add_fields(parser.add_argument_group(TITLES[part]), cls, getattr(defaults, part), f"{part}.", skip)
+        add_fields(parser.add_argument_group(TITLES[part]), cls, getattr(defaults, part), f"{part}.",
+                   skip, helps)
 
 
 def given(args: argparse.Namespace, prefix: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from importlib import import_module
 from .execute import Execution, Failure, run_cells
 from .plan import PRESETS, PROTOCOL, Cell, Options, Plan, Preset, lr_grid, make_plan, parse_optimizers, protocol_base
 
-_RUN = ("format_table", "run_cell", "run_plan")
+_RUN = ("check_plan", "format_table", "run_cell", "run_plan")
 __all__ = ["PRESETS", "PROTOCOL", "Cell", "Execution", "Failure", "Options", "Plan", "run_cells", "Preset", "lr_grid", "make_plan", "parse_optimizers",
            "protocol_base", *_RUN]
 

@@ -8,6 +8,7 @@ command run again runs only the cells still missing.
 """
 from __future__ import annotations
 
+import math
 import multiprocessing as mp
 import os
 from dataclasses import dataclass
@@ -21,6 +22,9 @@ from .plan import Cell, Plan
 
 Log = Callable[[str], None]
 
+RAY_UNIT = 1e-4  # Ray's resource precision: a smaller fraction is refused
+MAX_CPUS, MAX_GPUS = 1024, 64  # more for one cell is a typo, and Ray would wait for it forever
+
 
 @dataclass(frozen=True)
 class Execution:
@@ -32,14 +36,39 @@ class Execution:
     ray: str | None = setting(None, "run the cells as tasks on a Ray cluster at ADDRESS, or on a "
                               "local one when no address is given (pip install 'fmnist[ray]')",
                               nargs="?", const="local", metavar="ADDRESS")
-    cpus_per_run: float = setting(1.0, "with --ray: CPUs each cell reserves (and its threads)")
-    gpus_per_run: float = setting(0.0, "with --ray: GPUs each cell reserves")
+    # None: not given (1 CPU, no GPU), so that either given without --ray is refused, not ignored
+    cpus_per_run: float | None = setting(None, "with --ray: CPUs each cell reserves (and its "
+                                         "threads) (default: 1)")
+    gpus_per_run: float | None = setting(None, "with --ray: GPUs each cell reserves (default: 0)")
 
     def __post_init__(self) -> None:
         if self.jobs < 1:
             raise ConfigError(f"jobs={self.jobs}: must be >= 1")
-        if self.cpus_per_run <= 0 or self.gpus_per_run < 0:
-            raise ConfigError("cpus_per_run must be > 0 and gpus_per_run >= 0")
+        given = [f for f, v in (("--cpus-per-run", self.cpus_per_run),
+                                ("--gpus-per-run", self.gpus_per_run)) if v is not None]
+        if given and self.ray is None:
+            raise ConfigError(f"{' and '.join(given)}: what each cell reserves on a Ray cluster, "
+                              f"so only with --ray; add --ray, or drop {'them' if len(given) > 1 else 'it'} "
+                              "(--jobs N runs the cells in processes here)")
+        # Ray refuses a fraction finer than 1e-4 of a resource, and raises a traceback on nan
+        # or inf after the cluster has started; a cell that reserves more than any machine
+        # has waits forever for it
+        for flag, value, zero_ok, high in (("--cpus-per-run", self.cpus_per_run, False, MAX_CPUS),
+                                           ("--gpus-per-run", self.gpus_per_run, True, MAX_GPUS)):
+            if value is not None and not (math.isfinite(value) and (
+                    RAY_UNIT <= value <= high or (zero_ok and value == 0))):
+                raise ConfigError(f"{flag} {value:g}: give {'0 or ' if zero_ok else ''}a number "
+                                  f"from {RAY_UNIT:g} (Ray's smallest fraction) to {high}")
+
+    @property
+    def cpus(self) -> float:
+        """CPUs a Ray task reserves."""
+        return 1.0 if self.cpus_per_run is None else self.cpus_per_run
+
+    @property
+    def gpus(self) -> float:
+        """GPUs a Ray task reserves."""
+        return 0.0 if self.gpus_per_run is None else self.gpus_per_run
 
 
 @dataclass(frozen=True)
@@ -48,6 +77,7 @@ class Failure:
 
     name: str
     why: str
+    retry: bool = True  # False: an FmnistError, whose message names its fix; running again won't
 
 
 def run_cells(plan: Plan, cells: list[Cell], out: Path, log: Log,
@@ -79,9 +109,9 @@ def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: int | None, con
         run_cell(plan, cell, Path(out), lambda _m: None)
         conn.send(None)
     except FmnistError as exc:
-        conn.send(str(exc))
+        conn.send(Failure(cell.name, str(exc), retry=False))
     except BaseException as exc:  # noqa: BLE001 - a worker reports everything, then ends
-        conn.send(f"{type(exc).__name__}: {exc}")
+        conn.send(Failure(cell.name, f"{type(exc).__name__}: {exc}"))
 
 
 def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int, progress: bool) -> dict:
@@ -111,16 +141,16 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
             for sentinel in wait(list(running)):
                 _slot, proc, recv, cell = running.pop(sentinel)
                 proc.join()
-                try:  # None: done; a string: its error; nothing at all: the worker died
-                    message = recv.recv()
+                try:  # None: done; a Failure: its error; nothing at all: the worker died
+                    failure = recv.recv()
                 except EOFError:
-                    message = f"its worker died (exit code {proc.exitcode})"
-                if message is None:
+                    failure = Failure(cell.name, f"its worker died (exit code {proc.exitcode})")
+                if failure is None:
                     results[cell.name] = runs.read_member(runs.member_dir(out, cell.name))
                     log(f"  {cell.name}: done")
                 else:
-                    results[cell.name] = Failure(cell.name, message)
-                    log(f"  {cell.name}: FAILED: {message}")
+                    results[cell.name] = failure
+                    log(f"  {cell.name}: FAILED: {failure.why}")
                 bar.update()
     finally:
         bar.close()
@@ -153,15 +183,27 @@ def _ray_cell(plan: Plan, cell: Cell) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
 
+def check_ready(execution: Execution) -> None:
+    """Refuse an execution that cannot start here, before the comparison's folder is made."""
+    import importlib.util
+
+    if execution.ray is not None and importlib.util.find_spec("ray") is None:
+        raise ConfigError(NO_RAY)
+
+
+NO_RAY = "--ray needs Ray: pip install 'fmnist[ray]'"
+
+
 def _on_ray(plan: Plan, cells: list[Cell], out: Path, log: Log, execution: Execution) -> dict:
     try:
         import ray
     except ImportError:
-        raise ConfigError("--ray needs Ray: pip install 'fmnist[ray]'") from None
+        raise ConfigError(NO_RAY) from None
     from .. import runs
     from ..fsutil import atomic_write_bytes
 
-    todo = [c for c in cells if runs.read_metrics(runs.member_dir(out, c.name)) is None]
+    todo = [c for c in cells
+            if runs.read_metrics(runs.member_dir(out, c.name), runs.member_fix(runs.member_dir(out, c.name))) is None]
     results = {c.name: runs.read_member(runs.member_dir(out, c.name)) for c in cells if c not in todo}
     if not todo:
         return results
@@ -170,7 +212,7 @@ def _on_ray(plan: Plan, cells: list[Cell], out: Path, log: Log, execution: Execu
             ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
             ray.init(address=execution.ray, log_to_driver=False, configure_logging=False)
-    task = ray.remote(num_cpus=execution.cpus_per_run, num_gpus=execution.gpus_per_run,
+    task = ray.remote(num_cpus=execution.cpus, num_gpus=execution.gpus,
                       max_retries=0)(_ray_cell)
     refs = {task.remote(plan, c): c for c in todo}
     while refs:
@@ -179,10 +221,12 @@ def _on_ray(plan: Plan, cells: list[Cell], out: Path, log: Log, execution: Execu
         try:
             files = ray.get(done[0])
         except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error or its death
-            results[cell.name] = Failure(cell.name, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+            cause = getattr(exc, "cause", None)  # RayTaskError: the worker's own exception
+            results[cell.name] = (Failure(cell.name, str(cause), retry=False) if isinstance(cause, FmnistError)
+                                  else Failure(cell.name, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"))
             log(f"  {cell.name}: FAILED on Ray: {results[cell.name].why}")
             continue
-        folder = runs.member_dir(out, cell.name)
+        folder = runs.check_member_dir(out, cell.name)
         for name, data in sorted(files.items(), key=lambda kv: kv[0] == runs.METRICS):
             atomic_write_bytes(folder / name, data)  # metrics.json last: it marks the cell done
         results[cell.name] = runs.read_member(folder)

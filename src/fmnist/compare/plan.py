@@ -102,6 +102,12 @@ class Plan:
     def __post_init__(self) -> None:
         if not self.optimizers:
             raise ConfigError("optimizers: name at least one, e.g. --optimizers sgd,adam")
+        names = [name for name, _ in self.optimizers]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # the chosen rates, the summary's rows and the ranking are keyed by name
+            raise ConfigError(f"--optimizers: {', '.join(twice)} named twice; a comparison runs "
+                              "one learning rate per optimizer: name each once (to compare rates "
+                              "of one optimizer, use --lr-grid, or one comparison per rate)")
         if not 1 <= len(self.seeds) <= MAX_SEEDS:
             raise ConfigError(f"seeds: between 1 and {MAX_SEEDS}")
         if not 1 <= self.grid_points <= MAX_GRID:
@@ -176,27 +182,31 @@ def lr_grid(default: float, points: int, span: float) -> list[float]:
 class Options:
     """How `make_plan` builds a plan; `fmnist compare` derives its flags from these fields."""
 
-    optimizers: str | None = setting(None, "e.g. msgd,adam:1e-3,msvag:0.3 (no LR: the "
-                                     "optimizer's default, or --lr-grid)", metavar="NAME[:LR],...")
+    optimizers: str | None = setting(None, "e.g. msgd,adam:1e-3,msvag:0.3, each optimizer once "
+                                     "(no LR: the optimizer's default, or --lr-grid)",
+                                     metavar="NAME[:LR],...")
     preset: str | None = setting(None, "dissecting-adam: the paper's Fashion-MNIST experiment (P1, "
                                  "pixels / 255, 6,000 steps of batch 64, its rates, 10 seeds); "
                                  "dissecting-adam-tuned: each rate re-tuned on a validation split, "
                                  "standard inputs", choices=tuple(PRESETS))
     seeds: int | None = setting(None, "seeds per optimizer (none: 3, or the preset's)")
-    lr_grid: bool = setting(False, "choose each learning rate not given by a log-spaced grid "
-                            "search (first seed, best final validation accuracy)")
+    # None: not given, so that --no-lr-grid overrides a preset that searches (default: off)
+    lr_grid: bool | None = setting(None, "choose each learning rate not given by a log-spaced grid "
+                                   "search (first seed, best final validation accuracy) "
+                                   "(default: the --preset's when its optimizers run, else off)")
     grid_points: int = setting(5, "learning rates in the grid, default/10 .. default*10")
     keep_checkpoints: bool = setting(False, "keep each run's checkpoint.pt and best.pt")
 
 
 def make_plan(optimizers: str | Sequence[tuple[str, float | None]] | None = None, *,
-              preset: str | None = None, seeds: int | None = None, lr_grid: bool = False,
+              preset: str | None = None, seeds: int | None = None, lr_grid: bool | None = None,
               grid_points: int = 5, overrides: dict[str, dict] | None = None,
               keep_checkpoints: bool = False, extra: dict | None = None) -> Plan:
     """The plan of a comparison, the same from Python as from `fmnist compare`.
 
     optimizers: 'msgd,adam:1e-3' or pairs; None: the preset's. A rate not given is the
-    optimizer's default, or with `lr_grid` chosen by grid search. overrides: RunConfig
+    optimizer's default, or with `lr_grid` chosen by grid search (None: the preset's when its
+    optimizers run, else off; False overrides a preset that searches). overrides: RunConfig
     parts applied over the protocol and preset (the command line's flags).
     """
     if preset is not None and preset not in PRESETS:
@@ -210,7 +220,8 @@ def make_plan(optimizers: str | Sequence[tuple[str, float | None]] | None = None
                               "--optimizers msgd,adam:1e-3,msvag (or use --preset)")
         optimizers = PRESETS[preset].optimizers
         given: dict = {}  # with --lr-grid, a preset's rates are searched afresh
-        lr_grid = lr_grid or PRESETS[preset].lr_grid
+        if lr_grid is None:  # --no-lr-grid given: each rate not fixed runs at its default
+            lr_grid = PRESETS[preset].lr_grid
     else:
         given = {n: lr for n, lr in optimizers if lr is not None}
     if lr_grid:  # search every learning rate that was not given explicitly

@@ -13,10 +13,10 @@ from typing import Callable
 from .. import runs
 from ..api import resume, train
 from ..build import build, check
-from ..errors import ConfigError, FmnistError
+from ..errors import ConfigError, FmnistError, RunError
 from ..loop import TrainingDiverged
 from ..metrics import summarise_runs
-from .execute import Execution, Failure, run_cells
+from .execute import Execution, Failure, check_ready, run_cells
 from .plan import PRESETS, Cell, Plan
 
 Log = Callable[[str], None]
@@ -25,17 +25,21 @@ Log = Callable[[str], None]
 def run_cell(plan: Plan, cell: Cell, out: Path, log: Log) -> dict:
     """Train one cell, or read it back when an earlier call finished it."""
     config = cell.config(plan.base)
-    cell_dir = runs.member_dir(out, cell.name)
+    cell_dir = runs.check_member_dir(out, cell.name)
+    fix = runs.member_fix(cell_dir)  # a damaged file read again fails again: not "restore it"
     if (cell_dir / runs.CONFIG).is_file():
-        if runs.load_config(cell_dir) != config:
+        if runs.load_config(cell_dir, fix) != config:
             raise ConfigError(f"{cell_dir}: was run with other settings; give a new --out for "
                               "this comparison (or delete that folder)")
-        if runs.read_metrics(cell_dir) is not None:
+        if runs.read_metrics(cell_dir, fix) is not None:
             log(f"  {cell.name}: done before, skipped")
             return runs.read_member(cell_dir)
     try:
         if (cell_dir / runs.CHECKPOINT).is_file():
-            resume(cell_dir, plots=False)
+            try:
+                resume(cell_dir, plots=False)
+            except RunError as exc:  # its checkpoint or history: the run's own fix, or the cell's
+                raise RunError(f"{exc}; for this comparison's cell: {fix}") from None
         else:
             shutil.rmtree(cell_dir, ignore_errors=True)  # cut short before its first epoch
             train(config, out=cell_dir, plots=False, argv=["fmnist", "compare", "cell", cell.name])
@@ -49,6 +53,13 @@ def run_cell(plan: Plan, cell: Cell, out: Path, log: Log) -> dict:
              (f"val {100 * val:.2f}% " if val is not None else "") + f"test {100 * record['test_acc']:.2f}%")
     log(f"  {cell.name}: {state} ({record['seconds'] or 0:.0f}s)")
     return record
+
+
+def check_plan(plan: Plan) -> None:
+    """Every optimizer's cell config (its keywords, --opt-arg, --model-arg), as `fmnist train`
+    checks one, without loading any data."""
+    for name, lr in plan.optimizers:
+        check(Cell(name, lr or plan.grid(name)[0].lr, plan.seeds[0]).config(plan.base))
 
 
 def _chosen_lr(optimizer: str, records: list[dict]) -> float:
@@ -68,6 +79,7 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
     given, then every seed at the chosen rates (the grid's cell at the chosen rate is also the
     first seed's). Cells whose worker failed are named at the end, after the rest finished."""
     out, log = Path(out), log or (lambda _m: None)
+    runs.check_comparison_out(out)
     settings = plan.settings()
     saved = runs.read_plan(out)
     if saved is not None and not any(runs.member_dir(out, "").glob("*")):
@@ -76,11 +88,9 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
         differs = next(k for k in settings if saved.get(k) != settings[k])
         raise ConfigError(f"{out}: was run with other settings ({differs} differs); give a new "
                           "--out for this comparison (or delete that folder)")
-    runs.check_writable(out)
+    check_ready(execution)
     if saved is None:
-        # every optimizer's cell (its keywords, --opt-arg), then the data, before the folder
-        for name, lr in plan.optimizers:
-            check(Cell(name, lr or plan.grid(name)[0].lr, plan.seeds[0]).config(plan.base))
+        check_plan(plan)  # then the data, before the folder
         build(plan.base, optimizer=False)
         runs.save_plan(out, {**settings, **plan.extra})
     searched = [name for name, lr in plan.optimizers if lr is None]
@@ -112,8 +122,14 @@ def run_plan(plan: Plan, out: str | Path, log: Log | None = print,
 def _raise_failures(done: dict) -> None:
     failed = [r for r in done.values() if isinstance(r, Failure)]
     if failed:
+        # an error of ours names its own fix (a damaged cell fails again on every retry); a
+        # worker that died or crashed may well finish when the same command runs it again
+        retry = [f.name for f in failed if f.retry]
+        again = ("" if not retry else ": run the same command again to retry these" if len(retry) == len(failed)
+                 else f": run the same command again to retry {', '.join(retry)} (and the others "
+                 "after their fixes)")
         raise FmnistError(f"{len(failed)} cell(s) failed: " + "; ".join(f"{f.name}: {f.why}" for f in failed)
-                          + "; the others are done: run the same command again to retry these")
+                          + "; the others are done" + again)
 
 
 def format_table(rows: list[dict], paper: dict | None = None) -> str:

@@ -11,8 +11,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import RunError
 from ..fsutil import atomic_write_json
-from .files import finite, load_config, load_history, read_checked, read_metrics
+from .files import (METRICS, RUN_FILES, check_writable, finite, load_config, load_history, read_checked,
+                    read_metrics)
 
 PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
 
@@ -20,6 +22,35 @@ PLAN, SUMMARY, MEMBERS = "plan.json", "summary.json", "runs"
 def is_comparison(directory: str | os.PathLike) -> bool:
     """A comparison directory (fmnist compare) rather than a run directory (fmnist train)."""
     return (Path(directory) / PLAN).is_file()
+
+
+def check_comparison_out(out: str | os.PathLike) -> Path:
+    """Refuse an --out that cannot take a comparison (a file, unwritable, or a run directory
+    of `fmnist train`, whose report.html it would overwrite), before anything is written."""
+    out = check_writable(out)
+    held = next((name for name in RUN_FILES if (out / name).exists()), None)
+    if held:  # a comparison keeps its runs in runs/, never at its top
+        raise RunError(f"--out {out} already holds a run of `fmnist train` ({held}); a "
+                       "comparison needs a folder of its own: choose another --out")
+    check_member_dir(out)
+    return out
+
+
+def check_member_dir(directory: str | os.PathLike, name: str | None = None) -> Path:
+    """runs/ of a comparison, or runs/<name>/: a file in its place is named as what it is,
+    not as an --out the user never gave."""
+    members = Path(directory) / MEMBERS
+    for path, what in ((members, "its member runs"), (members / (name or ""), f"the run of cell {name}")):
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path}: is a file where the comparison keeps {what}; delete it and "
+                           "run the comparison's `fmnist compare` again")
+    return members / name if name else members
+
+
+def member_fix(run_dir: str | os.PathLike) -> str:
+    """The fix for a damaged file of a member run: restoring it is rarely possible and running
+    the same command again reads the same file, so the cell's folder goes and runs afresh."""
+    return f"delete {run_dir} and run the comparison's `fmnist compare` again: that cell runs afresh"
 
 
 def save_plan(directory: Path, plan: dict) -> Path:
@@ -76,11 +107,15 @@ def read_member(run_dir: Path) -> dict[str, Any] | None:
     {name, optimizer, lr, seed, history, diverged, test_acc, test_loss, final_val_acc,
     best_val_acc, seconds}; None while
     it has no metrics.json (not run yet, or cut short)."""
-    metrics = read_metrics(run_dir)
+    fix = member_fix(run_dir)
+    metrics = read_metrics(run_dir, fix)
     if metrics is None:
         return None
-    config = load_config(run_dir)
-    history = load_history(run_dir)
+    why = _member_problem(metrics)
+    if why:  # `{}` was read as a diverged run and silently dropped from the ranking
+        raise RunError(f"{Path(run_dir) / METRICS}: {why}; {fix}")
+    config = load_config(run_dir, fix)
+    history = load_history(run_dir, fix)
     return {"name": Path(run_dir).name, "optimizer": config.optim.name, "lr": config.optim.lr,
             "seed": config.train.seed, "history": history,
             "diverged": bool(metrics.get("diverged")),
@@ -88,6 +123,23 @@ def read_member(run_dir: Path) -> dict[str, Any] | None:
             "final_val_acc": finite(metrics.get("final_val_acc")),
             "best_val_acc": finite(metrics.get("best_val_acc")),
             "seconds": finite(metrics.get("train_seconds"))}
+
+
+def _member_problem(m: dict) -> str | None:
+    """What a member's metrics.json lacks of what a record needs (read_metrics checked the
+    types of what is there), else None."""
+    if not isinstance(m.get("diverged"), bool):
+        return ("diverged must be true or false" if "diverged" in m else
+                "no diverged (true or false), test_acc, test_loss: not a finished run's metrics")
+    if m["diverged"]:
+        return None  # a run that diverged has no scores
+    for key in ("test_acc", "test_loss", "train_seconds"):
+        if finite(m.get(key)) is None:
+            return f"{key} must be a number (the run is not marked diverged)"
+    for key in ("final_val_acc", "best_val_acc"):
+        if key not in m or (m[key] is not None and finite(m[key]) is None):
+            return f"{key} must be a number, or null for a run without a validation split"
+    return None
 
 
 def read_members(directory: str | os.PathLike, names: list[str] | None = None) -> list[dict[str, Any]]:

@@ -68,10 +68,18 @@ def check_writable(folder: str | os.PathLike, flag: str = "--out") -> Path:
     return folder
 
 
+RUN_FILES = (CHECKPOINT, METRICS, CONFIG, HISTORY)  # any of them: the folder holds a run
+
+
 def check_out(out: str | os.PathLike) -> Path:
     """Refuse an --out that cannot take a new run, before anything is built or written."""
+    from .comparison import is_comparison  # comparison.py reads runs through this module
+
     out = check_writable(out)
-    if any((out / name).exists() for name in (CHECKPOINT, METRICS, CONFIG, HISTORY)):
+    if is_comparison(out):  # its report.html and figures would be mixed with the run's
+        raise RunError(f"--out {out} holds a comparison (plan.json of `fmnist compare`); "
+                       "choose another --out for this run")
+    if any((out / name).exists() for name in RUN_FILES):
         raise RunError(f"{out} already holds a run (or another tool's files); use --resume "
                        f"{out} to continue a run, or choose another --out")
     return out
@@ -157,26 +165,28 @@ def save_config(run_dir: Path, config: RunConfig, facts: Facts,
         "torch": torch.__version__, "fmnist": __version__})
 
 
-def _config_dict(run_dir: Path) -> dict:
+def _config_dict(run_dir: Path, fix: str | None = None) -> dict:
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"{run_dir}: is a file; give the run's directory (made by `fmnist train`)")
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run directory")
     if not (run_dir / CONFIG).is_file():
-        raise RunError(f"{run_dir / CONFIG}: missing; is {run_dir} a run directory made by "
-                       "`fmnist train`?")
-    return read_json(run_dir / CONFIG)
+        raise RunError(f"{run_dir / CONFIG}: missing; " + (fix or f"is {run_dir} a run directory "
+                                                            "made by `fmnist train`?"))
+    return read_json(run_dir / CONFIG, *([fix] if fix else []))
 
 
-def load_config(run_dir: str | os.PathLike) -> RunConfig:
+def load_config(run_dir: str | os.PathLike, fix: str | None = None) -> RunConfig:
+    """config.json's settings; `fix`: what a damaged file's error tells to do (a comparison's
+    member is deleted and run again, not restored)."""
     path = Path(run_dir) / CONFIG
-    d = _config_dict(Path(run_dir))
+    d = _config_dict(Path(run_dir), fix)
     try:
         return RunConfig.from_dict({k: v for k, v in d.items() if k in ("data", "model", "optim", "train")}
                                    if isinstance(d, dict) else d, where=str(path))
     except ConfigError as exc:
-        raise RunError(f"{exc}; restore the file written by `fmnist train`") from None
+        raise RunError(f"{exc}; {fix or 'restore the file written by `fmnist train`'}") from None
 
 
 def load_facts(run_dir: str | os.PathLike) -> Facts | None:
@@ -197,10 +207,12 @@ def save_history(run_dir: Path, history: list[dict]) -> Path:
     return atomic_write_text(Path(run_dir) / HISTORY, "".join(json.dumps(r) + "\n" for r in history))
 
 
-def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
+def read_history(path: str | os.PathLike, fix: str | None = None) -> list[dict[str, Any]]:
     """history.jsonl as records sorted by step (else epoch), the last one kept where a resumed
-    run repeats one; a torn last line (the trainer mid-append) is ignored."""
-    lines = read_text(Path(path), "restore it or train again").splitlines()
+    run repeats one; a torn last line (the trainer mid-append) is ignored. `fix`: what a
+    damaged file's error tells to do, besides fixing the line."""
+    lines = read_text(Path(path), fix or "restore it or train again").splitlines()
+    line_fix = "fix or delete that line" + (f", or {fix}" if fix else "")
     by_epoch: dict[Any, dict[str, Any]] = {}
     for n, line in enumerate(lines):
         if not line.strip():
@@ -210,20 +222,20 @@ def read_history(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError as e:
             if n == len(lines) - 1:
                 break
-            raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); fix or delete that line") from None
+            raise RunError(f"{path}: line {n + 1} is not JSON ({e.msg}); {line_fix}") from None
         except (ValueError, RecursionError):
-            raise RunError(f"{path}: line {n + 1} is not JSON we read; fix or delete that line") from None
+            raise RunError(f"{path}: line {n + 1} is not JSON we read; {line_fix}") from None
         # keyed by step (evaluations every N steps fall between epochs), else by epoch
         key = record.get("step", record.get("epoch", n)) if isinstance(record, dict) else None
         if not isinstance(key, (int, float)) or isinstance(key, bool) or finite(key) is None:
-            raise RunError(f"{path}: line {n + 1} is not an epoch record; fix or delete that line")
+            raise RunError(f"{path}: line {n + 1} is not an epoch record; {line_fix}")
         by_epoch[key] = record
     return [by_epoch[k] for k in sorted(by_epoch)]
 
 
-def load_history(run_dir: str | os.PathLike) -> list[dict]:
+def load_history(run_dir: str | os.PathLike, fix: str | None = None) -> list[dict]:
     path = Path(run_dir) / HISTORY
-    return read_history(path) if path.exists() else []
+    return read_history(path, fix) if path.exists() else []
 
 
 # --- metrics.json and predictions.csv --------------------------------------------------
@@ -232,10 +244,11 @@ def save_metrics(run_dir: Path, metrics: dict) -> Path:
     return atomic_write_json(Path(run_dir) / METRICS, metrics)
 
 
-def read_metrics(run_dir: str | os.PathLike) -> dict | None:
-    """metrics.json, or None when the run has not been scored yet."""
+def read_metrics(run_dir: str | os.PathLike, fix: str | None = None) -> dict | None:
+    """metrics.json, or None when the run has not been scored yet; `fix`: what a damaged
+    file's error tells to do."""
     return read_checked(Path(run_dir) / METRICS, _metrics_problem,
-                        "restore the file written by `fmnist train`, or train again")
+                        fix or "restore the file written by `fmnist train`, or train again")
 
 
 def _metrics_problem(m: Any) -> str | None:
