@@ -385,6 +385,63 @@ def test_a_full_disk_names_the_file_and_keeps_the_last_checkpoint(toy, tmp_path,
     assert runs.read_metrics(out)["epochs_run"] == 3
 
 
+def full_disk_for(monkeypatch, *names: str):
+    """Writing a file named in `names` fails at its fsync as on a full disk (ENOSPC), in
+    this process and any it forks; the returned function frees the space."""
+    import fmnist.fsutil as fsutil
+
+    real_mkstemp, real_fsync = fsutil.tempfile.mkstemp, fsutil.os.fsync
+    tmp: dict[int, str] = {}  # fd -> temp file name, ".NAME.XXXX.tmp"
+    full = {"on": True}
+
+    def mkstemp(*a, **k):
+        fd, name = real_mkstemp(*a, **k)
+        tmp[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if full["on"] and any(tmp.get(fd, "").startswith(f".{n}.") for n in names):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+    return lambda: full.update(on=False)
+
+
+@pytest.mark.parametrize("figure", ["confusion.png", "mistakes.png", "report.html"])
+def test_a_full_disk_after_training_says_the_run_is_complete(toy, tmp_path, capsys, monkeypatch, figure):
+    """The run is scored before its figures are drawn: the error says so, and how to finish
+    (mistakes.png is drawn in a forked process, report.html last)."""
+    free = full_disk_for(monkeypatch, figure)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs",
+                 "1", "--threads", "1", "--quiet", "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    acc = 100 * runs.read_metrics(out)["test_acc"]
+    assert f"{out / figure}: could not be written (No space left on device)" in line, line
+    assert f"the run is complete and scored (test accuracy {acc:.2f}%" in line, line
+    assert f"free some space, then `fmnist report --redraw {out}`" in line, line
+    assert "nothing was written" not in line and "try again" not in line, line
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    free()
+    assert main(["report", "--redraw", str(out)]) == 0
+    assert (out / figure).is_file() and (out / "report.html").is_file()
+
+
+def test_a_full_disk_under_predict_and_data_show_names_the_fix(toy, tmp_path, capsys, monkeypatch):
+    run = toy_run(tmp_path)
+    full_disk_for(monkeypatch, "p.csv", "x.png")
+    for argv, name in [(["predict", str(run.dir), "--out", str(tmp_path / "p.csv")], "p.csv"),
+                       (["data", "show", "--dataset", "toy", "--out", str(tmp_path / "x.png")], "x.png")]:
+        capsys.readouterr()
+        assert main(argv) == 1, argv
+        line = one_error_line(capsys)
+        assert line == (f"fmnist: error: {tmp_path / name}: could not be written (No space left "
+                        "on device); free some space and try again"), line
+        assert not list(tmp_path.glob(f".{name}.*")) and not (tmp_path / name).exists()
+
+
 # ------------------------------------------------------------------ pipes and help
 def test_a_closed_pipe_ends_quietly(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "fmnist", "optimizers"], stdout=subprocess.PIPE,

@@ -37,8 +37,15 @@ class RunError(FmnistError):
 
 
 class WriteError(FmnistError):
-    """A file that could not be written (full disk, no permission); the old one is intact."""
+    """A file that could not be written (full disk, no permission); the old one is intact.
 
-    def __init__(self, message: str, path) -> None:
-        super().__init__(message)
-        self.path = path
+    `problem` says what happened to `path`, `fix` what to do; the message is both. A caller
+    that knows a better next step (resume the run, redraw its figures) swaps the fix with
+    `with_fix`, so the message never carries two fixes."""
+
+    def __init__(self, message: str, path, fix: str = "") -> None:
+        super().__init__(f"{message}; {fix}" if fix else message)
+        self.path, self.problem, self.fix = path, message, fix
+
+    def with_fix(self, fix: str) -> "WriteError":
+        return WriteError(self.problem, self.path, fix)

@@ -6,6 +6,7 @@ one, even when the writer is killed midway (SIGKILL included).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -24,8 +25,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); choose a folder "
-                         "you can write to", path) from None
+        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc})", path,
+                         _fix(exc, "choose a folder you can write to")) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
@@ -37,9 +38,20 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):  # a full disk, a quota, a vanished folder
-            was = "the previous version is intact" if path.exists() else "nothing was written"
-            raise WriteError(f"{path}: could not be written ({exc.strerror or exc}); {was}", path) from None
+            # only about this file: the caller may have written others already
+            was = "; the previous version is intact" if path.exists() else ""
+            raise WriteError(f"{path}: could not be written ({exc.strerror or exc}){was}", path,
+                             _fix(exc, "try again")) from None
         raise
+
+
+def _fix(exc: OSError, otherwise: str) -> str:
+    """What to do about a failed write, by its cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space and try again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a folder you can write to"
+    return otherwise
 
 
 def check_target(path: str | os.PathLike) -> Path:
