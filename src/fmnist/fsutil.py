@@ -55,13 +55,20 @@ def _fix(exc: OSError, otherwise: str) -> str:
 
 
 def check_target(path: str | os.PathLike) -> Path:
-    """Refuse a file name that cannot be written atomically: a folder, or an existing device
-    or pipe (`--out /dev/full` must not replace the device node with a PNG)."""
+    """Refuse a file name that cannot be written atomically: a folder, an existing device
+    or pipe (`--out /dev/full` must not replace the device node with a PNG), or a name
+    under a file (`photo.jpg/x.png`)."""
     path = Path(path)
     if path.is_dir():
         raise WriteError(f"{path}: is a folder; give a file name", path)
     if path.exists() and not path.is_file():
         raise WriteError(f"{path}: is not a regular file; give a file name", path)
+    base = path.parent  # mkdir would say only "File exists" or "Not a directory"
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if base.exists() and not base.is_dir():
+        raise WriteError(f"{path}: {base} is a file, so no folder can be made there; give "
+                         "another path", path)
     return path
 
 
