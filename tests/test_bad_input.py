@@ -251,6 +251,14 @@ def test_predict_with_only_bad_pictures_writes_nothing(toy, tmp_path, capsys):
     ("history.jsonl", '{"epoch": "zero"}\n{"epoch": 1}\n', "plot", "line 1 is not an epoch record"),
     ("metrics.json", '{"confusion": "lots"}', "plot", "confusion must be a square table"),
     ("metrics.json", '{"confusion": [[1, 2], [3]]}', "report", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": null}', "plot", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, 1000000000000000000000000000000]]}', "plot",
+     "confusion holds a count above 1,099,511,627,776"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, -1]]}', "plot", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, 1]], "class_names": ["a", "b", "c"]}', "plot",
+     "confusion has 2 rows but class_names names 3 classes"),
+    ("metrics.json", json.dumps({"confusion": [[0] * 1001] * 1001}), "plot",
+     "confusion has 1,001 rows, more than the 1,000 classes"),
     ("metrics.json", '{"per_class": [{"name": "a", "f1": "x"}]}', "report", "per_class"),
     ("metrics.json", '{"accuracy": "high"}', "report", "accuracy must be a number"),
     ("metrics.json", "[]", "report", "must be a JSON object"),
@@ -266,6 +274,8 @@ def test_hand_edited_run_files_are_named(toy, tmp_path, capsys, name, content, c
     assert main([command, str(run.dir)]) == 1
     line = one_error_line(capsys)
     assert name in line and needle in line, line
+    if name == "metrics.json":
+        assert line.endswith("; restore the file written by `fmnist train`, or train again"), line
 
 
 @pytest.mark.parametrize("edit", [

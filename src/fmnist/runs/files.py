@@ -231,12 +231,10 @@ def _metrics_problem(m: Any) -> str | None:
     names = m.get("class_names", [])
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         return "class_names must be a list of names"
-    cm = m.get("confusion")
-    if cm is not None and not (isinstance(cm, list) and cm and all(
-            isinstance(r, list) and len(r) == len(cm) and all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r) for r in cm)
-            and (not names or len(names) == len(cm))):
-        return "confusion must be a square table of counts, one row per class"
+    if "confusion" in m:  # null included: the figure reads whatever the key holds
+        why = _confusion_problem(m["confusion"], names)
+        if why:
+            return why
     rows = m.get("per_class", [])
     keys = ("precision", "recall", "f1", "support")
     if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
@@ -245,6 +243,26 @@ def _metrics_problem(m: Any) -> str | None:
     for key in ("accuracy", "loss", "test_acc", "test_loss", "macro_f1", "train_seconds"):
         if m.get(key) is not None and finite(m[key]) is None:
             return f"{key} must be a number"
+    return None
+
+
+# a confusion matrix larger than any run's: as many classes as the largest run file allows
+# for (see MAX_RUN_FILE), and counts that keep its sum within int64 (the figure's dtype)
+MAX_CLASSES, MAX_COUNT = 1000, 2**40
+
+
+def _confusion_problem(cm: Any, names: list) -> str | None:
+    """What is wrong with metrics.json's confusion, else None."""
+    if not (isinstance(cm, list) and cm and all(
+            isinstance(r, list) and len(r) == len(cm) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r) for r in cm)):
+        return "confusion must be a square table of counts (integers >= 0), one row per class"
+    if len(cm) > MAX_CLASSES:
+        return f"confusion has {len(cm):,} rows, more than the {MAX_CLASSES:,} classes a run can have"
+    if any(v > MAX_COUNT for r in cm for v in r):
+        return f"confusion holds a count above {MAX_COUNT:,}, more than any test split has images"
+    if names and len(names) != len(cm):
+        return f"confusion has {len(cm)} rows but class_names names {len(names)} classes"
     return None
 
 
