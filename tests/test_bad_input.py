@@ -265,17 +265,38 @@ def test_predict_with_only_bad_pictures_writes_nothing(toy, tmp_path, capsys):
     ("metrics.json", "{", "report", "not valid JSON"),
     ("predictions.csv", "index,label,pred,p0\n1,2\n", "plot", "rows must hold"),
     ("predictions.csv", "a,b\n", "plot", "header must be"),
+    ("predictions.csv", "", "plot", "predictions.csv: empty"),
+    ("predictions.csv", "index,label,pred,p0\n0,0,0,nan\n", "report --redraw", "not a finite number"),
     ("config.json", "\xff\xfe", "evaluate", "not UTF-8 text"),
 ])
 def test_hand_edited_run_files_are_named(toy, tmp_path, capsys, name, content, command, needle):
     run = toy_run(tmp_path)
     (run.dir / name).write_text(content, encoding="latin-1")
     capsys.readouterr()
-    assert main([command, str(run.dir)]) == 1
+    assert main([*command.split(), str(run.dir)]) == 1
     line = one_error_line(capsys)
     assert name in line and needle in line, line
     if name == "metrics.json":
         assert line.endswith("; restore the file written by `fmnist train`, or train again"), line
+    if name == "predictions.csv":
+        assert line.endswith(f"; restore it, or rewrite it with `fmnist predict {run.dir} --out "
+                             f"{run.dir / name}`"), line
+
+
+def test_a_truncated_predictions_csv_is_rewritten_by_the_command_named(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    csv_path = run.dir / "predictions.csv"
+    whole = csv_path.read_bytes()
+    csv_path.write_bytes(whole[:len(whole) // 2])  # a copy cut short mid-row
+    capsys.readouterr()
+    assert main(["report", "--redraw", str(run.dir)]) == 1
+    line = one_error_line(capsys)
+    assert "rows must hold 13 numbers each" in line, line
+    command = line.rsplit("`", 2)[1].split()  # the fix's command, as the user would type it
+    assert command[:2] == ["fmnist", "predict"]
+    assert main(command[1:]) == 0
+    assert csv_path.read_bytes() == whole  # the same file: no test-time augmentation in toy
+    assert main(["report", "--redraw", str(run.dir)]) == 0
 
 
 @pytest.mark.parametrize("edit", [

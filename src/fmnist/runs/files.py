@@ -281,24 +281,31 @@ def save_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
 
 def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """predictions.csv -> (index (N,) int, label (N,) int, probs (N, C) float)."""
+    path = Path(path)
+    # `fmnist predict` rewrites it from the run's weights in seconds; training again
+    # would take minutes to hours
+    fix = f"restore it, or rewrite it with `fmnist predict {path.parent} --out {path}`"
     try:
-        rows = list(csv.reader(io.StringIO(read_text(Path(path), "train again"), newline="")))
+        rows = list(csv.reader(io.StringIO(read_text(path, fix), newline="")))
     except csv.Error as exc:
-        raise RunError(f"{path}: not a CSV we read ({exc})") from None
-    header = rows[0] if rows else []
+        raise RunError(f"{path}: not a CSV we read ({exc}); {fix}") from None
+    if not any(rows):  # no line, or blank ones only
+        raise RunError(f"{path}: empty; {fix}")
+    header = rows[0]
     if header[:3] != ["index", "label", "pred"] or not header[3:] \
             or header[3:] != [f"p{c}" for c in range(len(header) - 3)]:
-        raise RunError(f"{path}: header must be index,label,pred,p0,...; got {','.join(header[:6])}...")
+        raise RunError(f"{path}: header must be index,label,pred,p0,...; got "
+                       f"{','.join(header[:6])[:80]}...; {fix}")
     try:
         table = np.array(rows[1:], dtype=np.float64).reshape(-1, len(header))
     except ValueError:
-        raise RunError(f"{path}: rows must hold {len(header)} numbers each") from None
+        raise RunError(f"{path}: rows must hold {len(header)} numbers each (cut short?); {fix}") from None
     if not np.isfinite(table).all():
-        raise RunError(f"{path}: holds a value that is not a finite number")
+        raise RunError(f"{path}: holds a value that is not a finite number; {fix}")
     k = table.shape[1] - 3
     labels = table[:, 1]
     if ((labels < -1) | (labels >= k) | (labels != np.round(labels))).any() or (table[:, 0] < 0).any():
-        raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; train again")
+        raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; {fix}")
     return table[:, 0].astype(np.int64), labels.astype(np.int64), table[:, 3:]
 
 
