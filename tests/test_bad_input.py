@@ -83,11 +83,15 @@ def test_a_huge_sparse_file_under_a_data_set_name(synthetic_source, tmp_path, ca
     with open(folder / FILENAMES["train_images"], "wb") as f:
         f.truncate(8 << 30)  # 8 GiB, sparse: nothing on disk, everything in a read_bytes()
     t0 = time.perf_counter()
+    fix = (f"not Fashion-MNIST's {FILENAMES['train_images']}: delete it and run `fmnist data "
+           "get`, or point --data-dir or FMNIST_DATA at the fashion-mnist files")
     assert main(["data", "verify", "--data-dir", str(folder)]) == 1
     line = one_error_line(capsys)
     assert "8,589,934,592 bytes" in line and FILENAMES["train_images"] in line
+    assert fix in line, line
     assert main(["data", "info", "--data-dir", str(folder)]) == 1
-    assert "more than a data set file can hold" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "more than a data set file can hold" in line and fix in line, line
     with pytest.raises(IDXFormatError):
         read_idx(folder / FILENAMES["train_images"])
     assert time.perf_counter() - t0 < 10
