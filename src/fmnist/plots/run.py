@@ -276,7 +276,8 @@ def _draw_forked(job: tuple) -> Path:
         raise FmnistError(f"{job[2]}: not enough memory to draw it; free some memory, then "
                           f"`fmnist plot {job[2].parent}`") from None
     except Exception as exc:
-        raise FmnistError(f"{job[2]}: could not be drawn ({type(exc).__name__}: {exc}); "
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no message"
+        raise FmnistError(f"{job[2]}: could not be drawn ({type(exc).__name__}: {first}); "
                           f"`fmnist plot {job[2].parent}` draws it again") from None
 
 

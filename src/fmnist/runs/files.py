@@ -246,8 +246,8 @@ def _metrics_problem(m: Any) -> str | None:
     return None
 
 
-# a confusion matrix larger than any run's: as many classes as the largest run file allows
-# for (see MAX_RUN_FILE), and counts that keep its sum within int64 (the figure's dtype)
+# beyond any run's confusion matrix: MAX_RUN_FILE is sized for 1,000 classes, and counts
+# up to 2**40 keep the sum of 1,000 x 1,000 cells within int64 (the figure's dtype)
 MAX_CLASSES, MAX_COUNT = 1000, 2**40
 
 
