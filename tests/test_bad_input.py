@@ -83,11 +83,15 @@ def test_a_huge_sparse_file_under_a_data_set_name(synthetic_source, tmp_path, ca
     with open(folder / FILENAMES["train_images"], "wb") as f:
         f.truncate(8 << 30)  # 8 GiB, sparse: nothing on disk, everything in a read_bytes()
     t0 = time.perf_counter()
+    fix = (f"not Fashion-MNIST's {FILENAMES['train_images']}: delete it and run `fmnist data "
+           "get`, or point --data-dir or FMNIST_DATA at the fashion-mnist files")
     assert main(["data", "verify", "--data-dir", str(folder)]) == 1
     line = one_error_line(capsys)
     assert "8,589,934,592 bytes" in line and FILENAMES["train_images"] in line
+    assert fix in line, line
     assert main(["data", "info", "--data-dir", str(folder)]) == 1
-    assert "more than a data set file can hold" in one_error_line(capsys)
+    line = one_error_line(capsys)
+    assert "more than a data set file can hold" in line and fix in line, line
     with pytest.raises(IDXFormatError):
         read_idx(folder / FILENAMES["train_images"])
     assert time.perf_counter() - t0 < 10
@@ -251,21 +255,52 @@ def test_predict_with_only_bad_pictures_writes_nothing(toy, tmp_path, capsys):
     ("history.jsonl", '{"epoch": "zero"}\n{"epoch": 1}\n', "plot", "line 1 is not an epoch record"),
     ("metrics.json", '{"confusion": "lots"}', "plot", "confusion must be a square table"),
     ("metrics.json", '{"confusion": [[1, 2], [3]]}', "report", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": null}', "plot", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, 1000000000000000000000000000000]]}', "plot",
+     "confusion holds a count above 1,099,511,627,776"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, -1]]}', "plot", "confusion must be a square table"),
+    ("metrics.json", '{"confusion": [[1, 0], [0, 1]], "class_names": ["a", "b", "c"]}', "plot",
+     "confusion has 2 rows but class_names names 3 classes"),
+    ("metrics.json", json.dumps({"confusion": [[0] * 1001] * 1001}), "plot",
+     "confusion has 1,001 rows, more than the 1,000 classes"),
     ("metrics.json", '{"per_class": [{"name": "a", "f1": "x"}]}', "report", "per_class"),
     ("metrics.json", '{"accuracy": "high"}', "report", "accuracy must be a number"),
     ("metrics.json", "[]", "report", "must be a JSON object"),
     ("metrics.json", "{", "report", "not valid JSON"),
     ("predictions.csv", "index,label,pred,p0\n1,2\n", "plot", "rows must hold"),
     ("predictions.csv", "a,b\n", "plot", "header must be"),
+    ("predictions.csv", "", "plot", "predictions.csv: empty"),
+    ("predictions.csv", "index,label,pred,p0\n0,0,0,nan\n", "report --redraw", "not a finite number"),
     ("config.json", "\xff\xfe", "evaluate", "not UTF-8 text"),
 ])
 def test_hand_edited_run_files_are_named(toy, tmp_path, capsys, name, content, command, needle):
     run = toy_run(tmp_path)
     (run.dir / name).write_text(content, encoding="latin-1")
     capsys.readouterr()
-    assert main([command, str(run.dir)]) == 1
+    assert main([*command.split(), str(run.dir)]) == 1
     line = one_error_line(capsys)
     assert name in line and needle in line, line
+    if name == "metrics.json":
+        assert line.endswith("; restore the file written by `fmnist train`, or train again"), line
+    if name == "predictions.csv":
+        assert line.endswith(f"; restore it, or rewrite it with `fmnist predict {run.dir} --out "
+                             f"{run.dir / name}`"), line
+
+
+def test_a_truncated_predictions_csv_is_rewritten_by_the_command_named(toy, tmp_path, capsys):
+    run = toy_run(tmp_path)
+    csv_path = run.dir / "predictions.csv"
+    whole = csv_path.read_bytes()
+    csv_path.write_bytes(whole[:len(whole) // 2])  # a copy cut short mid-row
+    capsys.readouterr()
+    assert main(["report", "--redraw", str(run.dir)]) == 1
+    line = one_error_line(capsys)
+    assert "rows must hold 13 numbers each" in line, line
+    command = line.rsplit("`", 2)[1].split()  # the fix's command, as the user would type it
+    assert command[:2] == ["fmnist", "predict"]
+    assert main(command[1:]) == 0
+    assert csv_path.read_bytes() == whole  # the same file: no test-time augmentation in toy
+    assert main(["report", "--redraw", str(run.dir)]) == 0
 
 
 @pytest.mark.parametrize("edit", [
@@ -470,6 +505,63 @@ def test_resume_finds_the_data_where_its_training_folder_has_gone(toy, tmp_path,
     shutil.rmtree(copy)  # moved away; $FMNIST_DATA still has the same files
     assert main(["train", "--resume", str(out), "--no-plots", "--quiet"]) == 0
     assert runs.read_metrics(out)["epochs_run"] == 2
+
+
+def full_disk_for(monkeypatch, *names: str):
+    """Writing a file named in `names` fails at its fsync as on a full disk (ENOSPC), in
+    this process and any it forks; the returned function frees the space."""
+    import fmnist.fsutil as fsutil
+
+    real_mkstemp, real_fsync = fsutil.tempfile.mkstemp, fsutil.os.fsync
+    tmp: dict[int, str] = {}  # fd -> temp file name, ".NAME.XXXX.tmp"
+    full = {"on": True}
+
+    def mkstemp(*a, **k):
+        fd, name = real_mkstemp(*a, **k)
+        tmp[fd] = os.path.basename(name)
+        return fd, name
+
+    def fsync(fd):
+        if full["on"] and any(tmp.get(fd, "").startswith(f".{n}.") for n in names):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(fsutil.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(fsutil.os, "fsync", fsync)
+    return lambda: full.update(on=False)
+
+
+@pytest.mark.parametrize("figure", ["confusion.png", "mistakes.png", "report.html"])
+def test_a_full_disk_after_training_says_the_run_is_complete(toy, tmp_path, capsys, monkeypatch, figure):
+    """The run is scored before its figures are drawn: the error says so, and how to finish
+    (mistakes.png is drawn in a forked process, report.html last)."""
+    free = full_disk_for(monkeypatch, figure)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "toy", "--val-size", "100", "--model", "logreg", "--epochs",
+                 "1", "--threads", "1", "--quiet", "--out", str(out)]) == 1
+    line = one_error_line(capsys)
+    acc = 100 * runs.read_metrics(out)["test_acc"]
+    assert f"{out / figure}: could not be written (No space left on device)" in line, line
+    assert f"the run is complete and scored (test accuracy {acc:.2f}%" in line, line
+    assert f"free some space, then `fmnist report --redraw {out}`" in line, line
+    assert "nothing was written" not in line and "try again" not in line, line
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    free()
+    assert main(["report", "--redraw", str(out)]) == 0
+    assert (out / figure).is_file() and (out / "report.html").is_file()
+
+
+def test_a_full_disk_under_predict_and_data_show_names_the_fix(toy, tmp_path, capsys, monkeypatch):
+    run = toy_run(tmp_path)
+    full_disk_for(monkeypatch, "p.csv", "x.png")
+    for argv, name in [(["predict", str(run.dir), "--out", str(tmp_path / "p.csv")], "p.csv"),
+                       (["data", "show", "--dataset", "toy", "--out", str(tmp_path / "x.png")], "x.png")]:
+        capsys.readouterr()
+        assert main(argv) == 1, argv
+        line = one_error_line(capsys)
+        assert line == (f"fmnist: error: {tmp_path / name}: could not be written (No space left "
+                        "on device); free some space and try again"), line
+        assert not list(tmp_path.glob(f".{name}.*")) and not (tmp_path / name).exists()
 
 
 # ------------------------------------------------------------------ pipes and help

@@ -160,6 +160,18 @@ def test_missing_files_without_download(cmd, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("under", ["x.png", "deeper/x.png"])
+def test_show_out_under_a_file_says_the_file_is_in_the_way(tmp_path, capsys, under):
+    photo = tmp_path / "img" / "photo.jpg"
+    photo.parent.mkdir()
+    photo.write_bytes(b"a photo")
+    assert main(["data", "show", "--out", str(photo / under)]) == 1  # before any data is read
+    line = _one_error_line(capsys, photo / under)
+    assert f"{photo} is a file, so no folder can be made there; give another path" in line
+    assert "File exists" not in line and "Not a directory" not in line
+    assert photo.read_bytes() == b"a photo"
+
+
 def test_get_with_every_mirror_dead(tmp_path, capsys, monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

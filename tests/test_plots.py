@@ -1,5 +1,7 @@
 """Every figure on small synthetic inputs: it saves a PNG of the promised pixel size."""
 import json
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,7 @@ from PIL import Image
 
 from fmnist import metrics as M
 from fmnist import plots, runs
-from fmnist.errors import RunError
+from fmnist.errors import FmnistError, RunError, WriteError
 from fmnist.plots.style import BLUE, ORANGE, VERMILLION
 
 from conftest import write_member_run
@@ -213,6 +215,86 @@ def test_draw_run_rejects_images_that_do_not_fit(tmp_path):
     x = make_run_dir(tmp_path / "run", with_history=False, with_metrics=False)
     with pytest.raises(RunError, match="test images"):
         plots.draw_run(tmp_path / "run", test_images=x[:3])
+
+
+def full_disk(monkeypatch, *names):
+    """Writing a figure named in `names` fails as on a full disk (ENOSPC), through the
+    real atomic writer; set before draw_run forks, so its drawing process has it too."""
+    import errno
+
+    from fmnist import fsutil
+    from fmnist.plots import style
+
+    def write(path, data):
+        if Path(path).name not in names:
+            return fsutil.atomic_write_bytes(path, data)
+        with fsutil.atomic_open(path) as f:
+            f.write(data[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(style, "atomic_write_bytes", write)
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+def test_draw_run_on_a_full_disk_names_the_figure_and_the_fix(tmp_path, monkeypatch, workers):
+    """A write failure in the forked process comes back as the same WriteError as in one
+    process (it used to fail to unpickle and kill the pool: BrokenProcessPool)."""
+    x = make_run_dir(tmp_path / "run")
+    full_disk(monkeypatch, "predictions.png", "mistakes.png")
+    with pytest.raises(WriteError, match=r"run/predictions.png: could not be written \(No space "
+                                         r"left on device\); free some space and try again$") as e:
+        plots.draw_run(tmp_path / "run", test_images=x, workers=workers)
+    assert e.value.path == tmp_path / "run" / "predictions.png"
+    assert not (tmp_path / "run" / "predictions.png").exists()
+    assert not list((tmp_path / "run").glob(".*tmp"))
+
+
+class Odd(Exception):  # cannot be unpickled: its __init__ wants two arguments
+    def __init__(self, a, b):
+        super().__init__(f"{a} {b}")
+
+
+def _broken(*args):  # module-level: the pool pickles the figure function by name
+    raise Odd("no", "luck")
+
+
+def _killed(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_any_failure_of_the_drawing_process_is_one_clear_error(tmp_path, monkeypatch):
+    from fmnist.plots import run as plots_run
+
+    x = make_run_dir(tmp_path / "run")
+    monkeypatch.setattr(plots_run, "mistakes_gallery", _broken)
+    with pytest.raises(FmnistError, match=r"mistakes.png: could not be drawn \(Odd: no luck\); "
+                                          r"`fmnist plot .*run` draws it again"):
+        plots.draw_run(tmp_path / "run", test_images=x)
+    monkeypatch.setattr(plots_run, "mistakes_gallery", _killed)
+    with pytest.raises(FmnistError, match=r"predictions.png, mistakes.png: the process drawing "
+                                          r"them ended abruptly .*free some memory, then `fmnist plot"):
+        plots.draw_run(tmp_path / "run", test_images=x)
+
+
+def _subclasses(cls):
+    return {cls}.union(*(_subclasses(c) for c in cls.__subclasses__()))
+
+
+def test_every_fmnist_error_survives_pickling():
+    """Errors cross from worker processes by pickle, extra constructor arguments and all."""
+    import inspect
+    import pickle
+
+    import fmnist.loop  # noqa: F401  TrainingDiverged(message, epoch, step)
+
+    classes = _subclasses(FmnistError)
+    assert {WriteError, fmnist.loop.TrainingDiverged} <= classes
+    for cls in classes:
+        init = cls.__init__  # Exception's own (a builtin) takes the message alone
+        params = list(inspect.signature(init).parameters.values())[2:] if inspect.isfunction(init) else []
+        extra = [q for q in params if q.default is q.empty]  # after self and the message
+        exc = cls("the thing; the fix", *range(len(extra)))
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is cls and str(back) == str(exc) and back.__dict__ == exc.__dict__
 
 
 def test_read_history_keeps_last_record_per_epoch_and_ignores_a_torn_last_line(tmp_path):

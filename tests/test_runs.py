@@ -115,6 +115,22 @@ def test_a_checkpoint_that_would_run_code_is_refused_by_every_command(toy, tmp_p
     assert not marker.exists()
 
 
+def test_a_checkpoint_that_is_a_folder_names_the_fix(toy, tmp_path, capsys):
+    from test_train import toy_config
+
+    out = tmp_path / "run"
+    api.train(toy_config(epochs=1), out=out, plots=False)
+    (out / "best.pt").unlink()
+    (out / "best.pt").mkdir()
+    capsys.readouterr()
+    assert main(["evaluate", str(out)]) == 1
+    line = one_error_line(capsys)
+    assert line.startswith(f"fmnist: error: {out / 'best.pt'}: not a checkpoint we read") and \
+        line.endswith("; remove it and use the run's other checkpoint, or train again"), line
+    (out / "best.pt").rmdir()  # as the message says: evaluate then reads checkpoint.pt
+    assert main(["evaluate", str(out)]) == 0
+
+
 def test_checkpoints_hold_only_safe_types(toy, tmp_path):
     from test_train import toy_config
 

@@ -198,7 +198,7 @@ def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: 
         ck = run_dir / runs.CHECKPOINT
         hint = (f"the last checkpoint {ck} is intact: free some space, then `fmnist train "
                 f"--resume {run_dir}`") if ck.exists() else "free some space and train again"
-        raise WriteError(f"{exc}; {hint}", exc.path) from None
+        raise exc.with_fix(hint) from None
     except TrainingDiverged as exc:  # recorded, so a comparison can count it
         runs.save_metrics(run_dir, {"diverged": True, "diverged_at": {"epoch": exc.epoch, "step": exc.step},
                                     "test_acc": None, "test_loss": None, "weights": None,
@@ -208,8 +208,14 @@ def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: 
     if plots:  # the figures and the one-page report, drawn from the files just written
         from .plots import draw_run
         from .report import write_report
-        draw_run(run_dir, test_images=parts.data.test.images.cpu().numpy())
-        write_report(run_dir)
+        try:
+            draw_run(run_dir, test_images=parts.data.test.images.cpu().numpy())
+            write_report(run_dir)
+        except WriteError as exc:  # a full disk now costs pictures, not the run
+            raise exc.with_fix(
+                f"the run is complete and scored (test accuracy {100 * metrics['test_acc']:.2f}%, "
+                f"in {run_dir / runs.METRICS}): free some space, then `fmnist report --redraw "
+                f"{run_dir}` draws its figures and report") from None
     return Run(run_dir, parts, result.history, metrics)
 
 

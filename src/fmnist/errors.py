@@ -4,6 +4,22 @@
 class FmnistError(Exception):
     """Base class: something the user can fix; its message names the thing and the fix."""
 
+    def __reduce__(self):
+        # An error raised in a worker process (figures drawn in a fork, a comparison's cells
+        # in N processes) comes back by pickle. Exception's own reduce rebuilds it as
+        # cls(*self.args), which fails for a subclass whose __init__ takes more than the
+        # message (WriteError's path, TrainingDiverged's epoch and step), and the failed
+        # unpickling kills the pool (BrokenProcessPool); so rebuild it from its state instead.
+        return _rebuild, (type(self), self.args, self.__dict__)
+
+
+def _rebuild(cls: type, args: tuple, state: dict) -> FmnistError:
+    """An FmnistError as it was pickled, without calling its __init__."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
 
 class ConfigError(FmnistError, ValueError):
     """A setting with an impossible value (negative epochs, zero batch size, ...)."""
@@ -37,8 +53,15 @@ class RunError(FmnistError):
 
 
 class WriteError(FmnistError):
-    """A file that could not be written (full disk, no permission); the old one is intact."""
+    """A file that could not be written (full disk, no permission); the old one is intact.
 
-    def __init__(self, message: str, path) -> None:
-        super().__init__(message)
-        self.path = path
+    `problem` says what happened to `path`, `fix` what to do; the message is both. A caller
+    that knows a better next step (resume the run, redraw its figures) swaps the fix with
+    `with_fix`, so the message never carries two fixes."""
+
+    def __init__(self, message: str, path, fix: str = "") -> None:
+        super().__init__(f"{message}; {fix}" if fix else message)
+        self.path, self.problem, self.fix = path, message, fix
+
+    def with_fix(self, fix: str) -> "WriteError":
+        return WriteError(self.problem, self.path, fix)

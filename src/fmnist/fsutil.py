@@ -6,6 +6,7 @@ one, even when the writer is killed midway (SIGKILL included).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -24,8 +25,8 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc}); choose a folder "
-                         "you can write to", path) from None
+        raise WriteError(f"{path}: cannot write here ({exc.strerror or exc})", path,
+                         _fix(exc, "choose a folder you can write to")) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
@@ -37,19 +38,37 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError):  # a full disk, a quota, a vanished folder
-            was = "the previous version is intact" if path.exists() else "nothing was written"
-            raise WriteError(f"{path}: could not be written ({exc.strerror or exc}); {was}", path) from None
+            # only about this file: the caller may have written others already
+            was = "; the previous version is intact" if path.exists() else ""
+            raise WriteError(f"{path}: could not be written ({exc.strerror or exc}){was}", path,
+                             _fix(exc, "try again")) from None
         raise
 
 
+def _fix(exc: OSError, otherwise: str) -> str:
+    """What to do about a failed write, by its cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free some space and try again"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "choose a folder you can write to"
+    return otherwise
+
+
 def check_target(path: str | os.PathLike) -> Path:
-    """Refuse a file name that cannot be written atomically: a folder, or an existing device
-    or pipe (`--out /dev/full` must not replace the device node with a PNG)."""
+    """Refuse a file name that cannot be written atomically: a folder, an existing device
+    or pipe (`--out /dev/full` must not replace the device node with a PNG), or a name
+    under a file (`photo.jpg/x.png`)."""
     path = Path(path)
     if path.is_dir():
         raise WriteError(f"{path}: is a folder; give a file name", path)
     if path.exists() and not path.is_file():
         raise WriteError(f"{path}: is not a regular file; give a file name", path)
+    base = path.parent  # mkdir would say only "File exists" or "Not a directory"
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if base.exists() and not base.is_dir():
+        raise WriteError(f"{path}: {base} is a file, so no folder can be made there; give "
+                         "another path", path)
     return path
 
 

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import ChecksumError, DataError, DataNotFoundError
+from ..errors import ChecksumError, DataError, DataNotFoundError, IDXFormatError
 from .idx import MAX_IDX_BYTES, decompress, is_gzip, read_bytes
 from .sources import DATASETS, ROLES, DataSource, FileSpec, get_source
 
@@ -107,7 +107,17 @@ def verify_bytes(data: bytes, spec: FileSpec, source: DataSource, name: str) -> 
 
 def verify_file(path: Path, spec: FileSpec, source: DataSource) -> bytes:
     # bounded: a huge or sparse file is refused by its size before it is read
-    return verify_bytes(read_bytes(path), spec, source, str(path))
+    try:
+        data = read_bytes(path)
+    except IDXFormatError as exc:  # too large, a folder or a device under the file's name
+        if not Path(path).exists():
+            raise  # gone since it was found: "no such file"
+        elsewhere = f"point --data-dir or FMNIST_DATA at the {source.name} files"
+        if not os.access(path, os.R_OK):
+            raise IDXFormatError(f"{exc}; make it readable, or {elsewhere}") from None
+        raise IDXFormatError(f"{exc}; not {source.title}'s {spec.filename}: delete it and run "
+                             f"`fmnist data get`, or {elsewhere}") from None
+    return verify_bytes(data, spec, source, str(path))
 
 
 def _download_one(url: str, dest: Path, spec: FileSpec, source: DataSource,

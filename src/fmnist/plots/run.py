@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
 from .. import runs
-from ..errors import ConfigError, RunError
+from ..errors import ConfigError, FmnistError, RunError
 from ..fsutil import check_target
 from ..metrics import macro_average
 from .predictions import mistakes_gallery, predictions_panel
@@ -264,6 +264,23 @@ def _draw(job: tuple) -> Path:
     return save_figure(figure(*args), path)
 
 
+def _draw_forked(job: tuple) -> Path:
+    """_draw in the forked process. What it raises comes back by pickle: an FmnistError
+    does (errors.py); anything else becomes one here, naming the figure, so that no
+    exception that cannot cross (or a bug's) ends as a traceback of the pool."""
+    try:
+        return _draw(job)
+    except FmnistError:
+        raise
+    except MemoryError:
+        raise FmnistError(f"{job[2]}: not enough memory to draw it; free some memory, then "
+                          f"`fmnist plot {job[2].parent}`") from None
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no message"
+        raise FmnistError(f"{job[2]}: could not be drawn ({type(exc).__name__}: {first}); "
+                          f"`fmnist plot {job[2].parent}` draws it again") from None
+
+
 def _draw_all(jobs: list[tuple], heavy: list[tuple], workers: int) -> list[Path]:
     """Draw `jobs` here and `heavy` in a forked process at the same time (workers >= 2).
 
@@ -275,7 +292,15 @@ def _draw_all(jobs: list[tuple], heavy: list[tuple], workers: int) -> list[Path]
         return [_draw(job) for job in jobs + heavy]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-        later = pool.map(_draw, heavy)
-        return [_draw(job) for job in jobs] + list(later)
+        later = pool.map(_draw_forked, heavy)
+        here = [_draw(job) for job in jobs]
+        try:
+            return here + list(later)
+        except BrokenProcessPool:  # the process was killed: the kernel's OOM killer, a signal
+            names = ", ".join(path.name for _, _, path in heavy)
+            raise FmnistError(f"{heavy[0][2].parent}: {names}: the process drawing them ended "
+                              "abruptly (out of memory, or killed); free some memory, then "
+                              f"`fmnist plot {heavy[0][2].parent}`") from None

@@ -81,7 +81,8 @@ def _check_archive(path: Path) -> None:
     try:
         size = path.stat().st_size
         if not path.is_file() or size > MAX_CHECKPOINT:
-            raise RunError(f"{path}: not a checkpoint we read ({size:,} bytes, or not a file)")
+            raise RunError(f"{path}: not a checkpoint we read ({size:,} bytes, or not a file); "
+                           "remove it and use the run's other checkpoint, or train again")
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 infos = z.infolist()

@@ -258,12 +258,10 @@ def _metrics_problem(m: Any) -> str | None:
     names = m.get("class_names", [])
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         return "class_names must be a list of names"
-    cm = m.get("confusion")
-    if cm is not None and not (isinstance(cm, list) and cm and all(
-            isinstance(r, list) and len(r) == len(cm) and all(
-                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r) for r in cm)
-            and (not names or len(names) == len(cm))):
-        return "confusion must be a square table of counts, one row per class"
+    if "confusion" in m:  # null included: the figure reads whatever the key holds
+        why = _confusion_problem(m["confusion"], names)
+        if why:
+            return why
     rows = m.get("per_class", [])
     keys = ("precision", "recall", "f1", "support")
     if not (isinstance(rows, list) and all(isinstance(r, dict) and isinstance(r.get("name"), str)
@@ -275,6 +273,26 @@ def _metrics_problem(m: Any) -> str | None:
     for key in ("split", "weights"):  # written into exported files' string metadata
         if m.get(key) is not None and not isinstance(m[key], str):
             return f"{key} must be a name"
+    return None
+
+
+# beyond any run's confusion matrix: MAX_RUN_FILE is sized for 1,000 classes, and counts
+# up to 2**40 keep the sum of 1,000 x 1,000 cells within int64 (the figure's dtype)
+MAX_CLASSES, MAX_COUNT = 1000, 2**40
+
+
+def _confusion_problem(cm: Any, names: list) -> str | None:
+    """What is wrong with metrics.json's confusion, else None."""
+    if not (isinstance(cm, list) and cm and all(
+            isinstance(r, list) and len(r) == len(cm) and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r) for r in cm)):
+        return "confusion must be a square table of counts (integers >= 0), one row per class"
+    if len(cm) > MAX_CLASSES:
+        return f"confusion has {len(cm):,} rows, more than the {MAX_CLASSES:,} classes a run can have"
+    if any(v > MAX_COUNT for r in cm for v in r):
+        return f"confusion holds a count above {MAX_COUNT:,}, more than any test split has images"
+    if names and len(names) != len(cm):
+        return f"confusion has {len(cm)} rows but class_names names {len(names)} classes"
     return None
 
 
@@ -293,24 +311,31 @@ def save_predictions(run_dir: Path, labels: np.ndarray, probs: np.ndarray,
 
 def read_predictions(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """predictions.csv -> (index (N,) int, label (N,) int, probs (N, C) float)."""
+    path = Path(path)
+    # `fmnist predict` rewrites it from the run's weights in seconds; training again
+    # would take minutes to hours
+    fix = f"restore it, or rewrite it with `fmnist predict {path.parent} --out {path}`"
     try:
-        rows = list(csv.reader(io.StringIO(read_text(Path(path), "train again"), newline="")))
+        rows = list(csv.reader(io.StringIO(read_text(path, fix), newline="")))
     except csv.Error as exc:
-        raise RunError(f"{path}: not a CSV we read ({exc})") from None
-    header = rows[0] if rows else []
+        raise RunError(f"{path}: not a CSV we read ({exc}); {fix}") from None
+    if not any(rows):  # no line, or blank ones only
+        raise RunError(f"{path}: empty; {fix}")
+    header = rows[0]
     if header[:3] != ["index", "label", "pred"] or not header[3:] \
             or header[3:] != [f"p{c}" for c in range(len(header) - 3)]:
-        raise RunError(f"{path}: header must be index,label,pred,p0,...; got {','.join(header[:6])}...")
+        raise RunError(f"{path}: header must be index,label,pred,p0,...; got "
+                       f"{','.join(header[:6])[:80]}...; {fix}")
     try:
         table = np.array(rows[1:], dtype=np.float64).reshape(-1, len(header))
     except ValueError:
-        raise RunError(f"{path}: rows must hold {len(header)} numbers each") from None
+        raise RunError(f"{path}: rows must hold {len(header)} numbers each (cut short?); {fix}") from None
     if not np.isfinite(table).all():
-        raise RunError(f"{path}: holds a value that is not a finite number")
+        raise RunError(f"{path}: holds a value that is not a finite number; {fix}")
     k = table.shape[1] - 3
     labels = table[:, 1]
     if ((labels < -1) | (labels >= k) | (labels != np.round(labels))).any() or (table[:, 0] < 0).any():
-        raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; train again")
+        raise RunError(f"{path}: a label outside -1..{k - 1} or a negative index; {fix}")
     return table[:, 0].astype(np.int64), labels.astype(np.int64), table[:, 3:]
 
 
