@@ -208,7 +208,7 @@ def test_a_failed_demo_leaves_no_folders_and_names_the_users_path(toy, tmp_path,
     monkeypatch.setattr(pathlib.Path, "write_bytes", write_bytes)
     assert main(_site_args(run, dist, site)) == 1
     err = capsys.readouterr().err
-    assert err == f"fmnist: error: {site}: could not be written (No space left on device); nothing was written\n"
+    assert err == f"fmnist: error: {site}: could not be written (No space left on device); nothing was written; free some space and try again\n"
     assert not (tmp_path / "nd").exists()
     # over an earlier demo: that one is left whole
     monkeypatch.setattr(pathlib.Path, "write_bytes", real_write)

@@ -388,7 +388,7 @@ def test_export_writes_all_its_files_or_none(toy, tmp_path, capsys, monkeypatch)
     # a new folder: not left behind, and the message does not claim an earlier export
     assert main(["export", str(run.dir), "--out", str(tmp_path / "new" / "x"), "--threads", "1"]) == 1
     err = capsys.readouterr().err
-    assert "none of model.onnx, model.safetensors, model.json was written" in err
+    assert "none of model.onnx, model.safetensors, model.json was written; free some space" in err
     assert "intact" not in err and not (tmp_path / "new").exists()
 
 

@@ -26,7 +26,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise WriteError(f"{path}: cannot write here ({exc.strerror or exc})", path,
-                         _fix(exc, "choose a folder you can write to")) from None
+                         write_fix(exc, "choose a folder you can write to")) from None
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         with os.fdopen(fd, "wb") as f:
@@ -41,11 +41,11 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             # only about this file: the caller may have written others already
             was = "; the previous version is intact" if path.exists() else ""
             raise WriteError(f"{path}: could not be written ({exc.strerror or exc}){was}", path,
-                             _fix(exc, "try again")) from None
+                             write_fix(exc, "try again")) from None
         raise
 
 
-def _fix(exc: OSError, otherwise: str) -> str:
+def write_fix(exc: OSError, otherwise: str) -> str:
     """What to do about a failed write, by its cause."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return "free some space and try again"
@@ -192,7 +192,7 @@ def atomic_write_files(files: dict[Path, bytes]) -> list[Path]:
         remove_dirs(created)
         if isinstance(exc, OSError):  # a full disk, a quota, no permission
             raise WriteError(f"{failed}: could not be written ({exc.strerror or exc}); none of "
-                             f"{names} was written{kept}", failed) from None
+                             f"{names} was written{kept}", failed, write_fix(exc, "try again")) from None
         raise
     for _, old in moved:
         if old is not None:

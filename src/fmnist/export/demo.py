@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import FmnistError, WriteError
-from ..fsutil import make_dirs, read_limited, remove_dirs
+from ..fsutil import make_dirs, read_limited, remove_dirs, write_fix
 
 PAGE_FILES = ("index.html", "demo.js", "prepare.js")
 # the wasm-only bundle (no WebGL/WebGPU code), its emscripten loader and the wasm binary:
@@ -154,7 +154,7 @@ def _write_site(files: dict[str, bytes], out: Path) -> None:
         remove_dirs(created)
         if isinstance(exc, OSError):  # a full disk, a quota, no permission
             raise WriteError(f"{out}: could not be written ({exc.strerror or exc}); {was}",
-                             out) from None
+                             out, write_fix(exc, "try again")) from None
         raise
 
 
@@ -172,7 +172,8 @@ def _swap(new: Path, out: Path) -> None:
         if old is not None and not out.exists():
             os.replace(old / "site", out)
         was = "the earlier demo there is intact" if old is not None else "nothing was written"
-        raise WriteError(f"{out}: could not be written ({exc.strerror or exc}); {was}", out) from None
+        raise WriteError(f"{out}: could not be written ({exc.strerror or exc}); {was}", out,
+                         write_fix(exc, "try again")) from None
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
