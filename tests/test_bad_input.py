@@ -446,13 +446,14 @@ def test_a_full_disk_at_the_first_checkpoint_leaves_nothing_in_the_way(toy, tmp_
     monkeypatch.setattr(fsutil.os, "fsync", fsync)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "notes.txt").write_text("the user's")
-    where = ["--out", str(tmp_path / "run")] if out_given else ["--runs-dir", str(tmp_path / "runs")]
+    where = (["--out", str(tmp_path / "new" / "run")] if out_given else
+             ["--runs-dir", str(tmp_path / "runs")])
     argv = ["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp", "--epochs", "1",
             "--batch-size", "50", "--threads", "1", "--no-plots", "--quiet", *where]
     assert main(argv) == 1
     line = one_error_line(capsys)
     assert "No space left on device" in line and "train again" in line
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "new").exists()  # nor the folders made for it
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["notes.txt"]
     monkeypatch.setattr(fsutil.os, "fsync", real_fsync)  # space freed: the same command runs
     assert main(argv) == 0

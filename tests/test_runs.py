@@ -126,7 +126,8 @@ def test_a_checkpoint_that_is_a_folder_names_the_fix(toy, tmp_path, capsys):
     assert main(["evaluate", str(out)]) == 1
     line = one_error_line(capsys)
     assert line.startswith(f"fmnist: error: {out / 'best.pt'}: not a checkpoint we read") and \
-        line.endswith("; remove it and use the run's other checkpoint, or train again"), line
+        line.endswith("; remove it to score checkpoint.pt (the last epoch's weights) instead, "
+                      "or train again"), line
     (out / "best.pt").rmdir()  # as the message says: evaluate then reads checkpoint.pt
     assert main(["evaluate", str(out)]) == 0
 
@@ -227,3 +228,40 @@ def test_old_run_without_resolved_facts(toy, tmp_path):
     (run.dir / "config.json").write_text(json.dumps(saved))
     with pytest.raises(RunError, match="no resolved input scaling"):
         api.Run.load(run.dir)
+
+
+def test_a_missing_gpu_is_not_blamed_on_config_json(toy, tmp_path, capsys):
+    import torch
+
+    from test_train import toy_config
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    capsys.readouterr()
+    assert main(["evaluate", str(run.dir), "--device", "cuda"]) == 1
+    line = one_error_line(capsys)
+    assert "no CUDA GPU" in line and "config.json" not in line, line
+
+
+def test_a_run_on_a_data_set_registered_by_its_program_loads_without_it(toy, tmp_path, capsys):
+    from fmnist.data import DATASETS
+    from test_train import toy_config
+
+    run = api.train(toy_config(epochs=1), out=tmp_path / "run", plots=False)
+    DATASETS.remove("toy")  # a fresh process of another program: "toy" is unknown there
+    try:
+        loaded = api.Run.load(run.dir)  # its own facts suffice to rebuild and predict
+        assert loaded.facts.class_names == run.facts.class_names
+        capsys.readouterr()
+        assert main(["evaluate", str(run.dir)]) == 1  # scoring needs the data set itself
+        line = one_error_line(capsys)
+        assert line.startswith(f"fmnist: error: {run.dir / 'config.json'}: unknown data set 'toy'"), line
+    finally:
+        DATASETS.add("toy", toy.source)
+
+
+def test_an_empty_set_of_files_writes_nothing(tmp_path):
+    from fmnist.fsutil import atomic_write_files
+
+    assert atomic_write_files({}) == [] and list(tmp_path.iterdir()) == []

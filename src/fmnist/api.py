@@ -21,10 +21,11 @@ from .build import Parts, build, check
 from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
-from .device import set_threads, usable_cores
-from .data.sources import get_source
+from .device import resolve_device, set_threads, usable_cores
+from .data.sources import DATASETS, get_source
 from .errors import ConfigError, RunError, UnknownNameError, WriteError
 from .evaluate import probabilities
+from .fsutil import missing_dirs, remove_dirs
 from .loop import Log, State, TrainingDiverged, fit
 from .prediction import Prediction, image_batch, predict_with
 
@@ -56,10 +57,11 @@ class Run:
         the training data is not touched."""
         run_dir = Path(run_dir)
         config = runs.load_config(run_dir)
+        dev = resolve_device(device)  # a missing GPU is the flag's or the machine's, not the file's
         with _settings_of(run_dir):
             facts = runs.load_facts(run_dir) or _registry_facts(config, run_dir)
             _check_classes(config, facts, run_dir)
-            parts = build(config, data=False, facts=facts, device=device, optimizer=False)
+            parts = build(config, data=False, facts=facts, device=str(dev), optimizer=False)
         path = run_dir / prefer if (run_dir / prefer).exists() else run_dir / runs.CHECKPOINT
         runs.load_weights(parts.model, runs.load_checkpoint(path, parts.device),
                           config.model.name, path)
@@ -83,7 +85,8 @@ class Run:
 
     def evaluate(self, split: str = "test", data_dir: str | os.PathLike | None = None) -> dict:
         """metrics.json's dict for a split of the run's data set, scored afresh."""
-        part = load(self.config.data.dataset, split, data_dir=data_folder(self.config, data_dir))
+        with _settings_of(self.dir, (UnknownNameError,)):
+            part = load(self.config.data.dataset, split, data_dir=data_folder(self.config, data_dir))
         return {"split": split, **M.summary(part.labels, self.predict(part.images), self.facts.class_names)}
 
 
@@ -97,12 +100,12 @@ def data_folder(config: RunConfig, override: str | os.PathLike | None = None) ->
 
 
 @contextlib.contextmanager
-def _settings_of(run_dir: Path):
+def _settings_of(run_dir: Path, kinds: tuple = (ConfigError, UnknownNameError)):
     """A setting of config.json that the registries refuse (an unknown model or data set, a
     model argument it lacks) came from the file, not from a flag: say which file."""
     try:
         yield
-    except (ConfigError, UnknownNameError) as exc:
+    except kinds as exc:
         raise RunError(f"{run_dir / runs.CONFIG}: {exc}; restore the file written by "
                        "`fmnist train`") from None
 
@@ -110,6 +113,8 @@ def _settings_of(run_dir: Path):
 def _check_classes(config: RunConfig, facts: Facts, run_dir: Path) -> None:
     """The data set config.json names must be the one the run was trained on: an edited
     name would score, say, MNIST's digits under Fashion-MNIST's class names."""
+    if config.data.dataset not in DATASETS:  # registered by the program that trained it:
+        return  # the run still loads from its own facts (an unknown name fails where data loads)
     names = tuple(get_source(config.data.dataset).class_names)
     if names != tuple(facts.class_names):
         raise RunError(f"{run_dir / runs.CONFIG}: data set {config.data.dataset!r} has the "
@@ -146,14 +151,15 @@ def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = No
         runs.check_writable(root, "--runs-dir")
     set_threads(config.train.threads)
     parts = build(config)
-    created = out is None or not Path(out).exists()
+    made = missing_dirs(out if out is not None else root)  # what make_run_dir creates
     run_dir = runs.make_run_dir(out, root, config.model.name)
     try:
         runs.save_config(run_dir, config, parts.facts, argv)
         return _fit_and_finish(parts, run_dir, None, progress, log, plots)
     except BaseException:  # a full disk or ^C before epoch 0's checkpoint: nothing to resume
         if not (run_dir / runs.CHECKPOINT).exists():
-            runs.discard_unstarted(run_dir, created)
+            runs.discard_unstarted(run_dir, created=out is None or Path(out) in made)
+            remove_dirs(made)
         raise
 
 
@@ -171,6 +177,7 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     # places (checksums make sure it is the same data set); a folder since moved or removed
     # must not strand the run
     config = config.replace(data={"data_dir": data_folder(config)})
+    resolve_device(config.train.device)  # a missing GPU is the machine's, not the file's
     with _settings_of(run_dir):
         parts = build(config)
     if saved is not None and _data_facts(saved) != _data_facts(parts.facts):
@@ -196,8 +203,9 @@ def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: 
                      log=log, on_epoch=_curves_drawer(run_dir) if plots else None)
     except WriteError as exc:  # a full disk: the checkpoint of the last whole epoch is kept
         ck = run_dir / runs.CHECKPOINT
-        hint = (f"the last checkpoint {ck} is intact: free some space, then `fmnist train "
-                f"--resume {run_dir}`") if ck.exists() else "free some space and train again"
+        first = _remedy(exc, run_dir)
+        hint = (f"the last checkpoint {ck} is intact: {first}, then `fmnist train --resume "
+                f"{run_dir}`") if ck.exists() else f"{first} and train again"
         raise exc.with_fix(hint) from None
     except TrainingDiverged as exc:  # recorded, so a comparison can count it
         runs.save_metrics(run_dir, {"diverged": True, "diverged_at": {"epoch": exc.epoch, "step": exc.step},
@@ -214,9 +222,19 @@ def _fit_and_finish(parts: Parts, run_dir: Path, state: State | None, progress: 
         except WriteError as exc:  # a full disk now costs pictures, not the run
             raise exc.with_fix(
                 f"the run is complete and scored (test accuracy {100 * metrics['test_acc']:.2f}%, "
-                f"in {run_dir / runs.METRICS}): free some space, then `fmnist report --redraw "
-                f"{run_dir}` draws its figures and report") from None
+                f"in {run_dir / runs.METRICS}): {_remedy(exc, run_dir)}, then `fmnist report "
+                f"--redraw {run_dir}` draws its figures and report") from None
     return Run(run_dir, parts, result.history, metrics)
+
+
+def _remedy(exc: WriteError, run_dir: Path) -> str:
+    """The first step of a fix for a failed write inside the run's folder, by its cause
+    (fsutil.write_fix chose the cause's own fix)."""
+    if exc.fix.startswith("free some space"):
+        return "free some space"
+    if exc.fix.startswith("choose a folder"):  # the run's folder is given: make it writable
+        return f"make {run_dir} writable"
+    return "fix the cause"
 
 
 def finish(parts: Parts, history: list[dict], best_epoch: int | None, stopped_early: bool,
@@ -273,8 +291,6 @@ def _curves_drawer(run_dir: Path, every_s: float = CURVES_EVERY_S) -> Callable[[
 
 def open_run(run_dir: str | os.PathLike, device: str = "auto") -> Run:
     """Run.load on the device chosen like training does, with every usable core."""
-    from .device import resolve_device
-
     dev = resolve_device(device)
     set_threads(0)
     return Run.load(run_dir, device=str(dev))
@@ -283,8 +299,9 @@ def open_run(run_dir: str | os.PathLike, device: str = "auto") -> Run:
 def predict(run: Run, images: list[Path] | None = None, split: str = "test",
             out: Path | None = None, data_dir: str | os.PathLike | None = None) -> Prediction:
     """Predict a split of the run's data set, or IDX files and pictures; write the CSV."""
-    return predict_with(run.predict, run.facts.class_names, run.config.data.dataset, run.dir,
-                        images, split, out, data_folder(run.config, data_dir))
+    with _settings_of(run.dir, (UnknownNameError,)):  # the data set config.json names
+        return predict_with(run.predict, run.facts.class_names, run.config.data.dataset, run.dir,
+                            images, split, out, data_folder(run.config, data_dir))
 
 
 def redraw(directory: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> list[Path]:

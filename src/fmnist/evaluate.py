@@ -13,6 +13,13 @@ from .data.batches import DeviceData
 Autocast = Callable[[], ContextManager]
 
 
+def all_finite(model: torch.nn.Module) -> bool:
+    """Whether every weight and floating buffer (batch norm's statistics) is finite: one
+    read-back for all of them (on a GPU, one wait)."""
+    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
+
+
 def _no_autocast() -> ContextManager:
     return contextlib.nullcontext()
 

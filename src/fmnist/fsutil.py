@@ -116,16 +116,21 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def make_dirs(folder: str | os.PathLike) -> list[Path]:
-    """Create `folder` and its missing parents; returns those created, outermost first, so a
-    command that then fails can take them away again (remove_dirs) instead of leaving a
-    trail of empty folders. An OSError (full disk, no permission) is the caller's to word."""
+def missing_dirs(folder: str | os.PathLike) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, outermost first."""
     missing, p = [], Path(folder)
     while not p.exists() and p != p.parent:
         missing.append(p)
         p = p.parent
+    return missing[::-1]
+
+
+def make_dirs(folder: str | os.PathLike) -> list[Path]:
+    """Create `folder` and its missing parents; returns those created, outermost first, so a
+    command that then fails can take them away again (remove_dirs) instead of leaving a
+    trail of empty folders. An OSError (full disk, no permission) is the caller's to word."""
     created = []
-    for d in reversed(missing):
+    for d in missing_dirs(folder):
         d.mkdir(exist_ok=True)
         created.append(d)
     return created
@@ -147,6 +152,8 @@ def atomic_write_files(files: dict[Path, bytes]) -> list[Path]:
     kept as a hard link until all are in place, so a rename that fails puts the old ones back.
     Folders created for the set are removed again on failure. A kill during the renames
     (microseconds, no data written) may leave part of the new set."""
+    if not files:
+        return []
     targets = [check_target(p) for p in files]
     names = ", ".join(p.name for p in targets)
     existed = [p for p in targets if p.exists()]

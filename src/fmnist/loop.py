@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .build import Parts
 from .config import TrainConfig
 from .errors import FmnistError
-from .evaluate import loss_and_accuracy
+from .evaluate import all_finite, loss_and_accuracy
 from .schedule import lr_factor
 
 Log = Callable[[str], None]
@@ -107,7 +107,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         if s.step > 0:  # training time, not scoring (epoch 0 is before any: 0 s)
             clock["seconds"] += time.perf_counter() - clock["t0"]
         epoch = s.step / steps_per_epoch  # fractional between epochs (eval_every)
-        if s.step > 0 and not _all_finite(model):  # a finite loss, then a step too far
+        if s.step > 0 and not all_finite(model):  # a finite loss, then a step too far
             diverged(f"the weights became NaN or infinite by epoch {math.ceil(epoch)}, step "
                      f"{s.step}", math.ceil(epoch))
         r = score(parts, tc, int(epoch) if epoch.is_integer() else round(epoch, 4), s.step,
@@ -230,13 +230,6 @@ def _bar(progress: bool, **kw):
         return _NoBar()
     from tqdm import tqdm
     return tqdm(**kw)
-
-
-def _all_finite(model: torch.nn.Module) -> bool:
-    """Whether every weight and floating buffer (batch norm's statistics) is finite: one
-    read-back for all of them."""
-    tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
-    return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _mean_loss(sums: dict) -> float:

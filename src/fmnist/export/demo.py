@@ -84,8 +84,8 @@ def check_site_target(out: Path) -> None:
     written = demo_files(out)
     if written is None:
         raise WriteError(f"--out {out}: holds other files, and no {MARKER} says fmnist wrote "
-                         "them; give an empty or new folder (a demo fmnist wrote there is "
-                         "replaced)", out)
+                         "them; give an empty or new folder (a demo with its marker is "
+                         f"replaced; one written before demos had a {MARKER}: delete it once)", out)
     extra = sorted(p.name for p in out.iterdir() if p.name not in written)
     if extra:
         raise WriteError(f"--out {out}: an earlier demo, but it also holds files the demo did "

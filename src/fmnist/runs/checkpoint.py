@@ -82,7 +82,7 @@ def _check_archive(path: Path) -> None:
         size = path.stat().st_size
         if not path.is_file() or size > MAX_CHECKPOINT:
             raise RunError(f"{path}: not a checkpoint we read ({size:,} bytes, or not a file); "
-                           "remove it and use the run's other checkpoint, or train again")
+                           f"{_instead(path)}")
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as z:
                 infos = z.infolist()
@@ -107,9 +107,11 @@ def load_weights(model: torch.nn.Module, payload: dict, model_name: str, path: P
     except (RuntimeError, KeyError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise RunError(f"{path}: weights do not fit model {model_name!r} ({first})") from None
-    # the loop never checkpoints weights a NaN reached (loop._all_finite), so these come from
+    # the loop never checkpoints weights a NaN reached (evaluate.all_finite), so these come from
     # an edited or foreign file: they would predict "class 0, nan%" for every image
-    if not all(torch.isfinite(t).all() for t in model.state_dict().values() if t.is_floating_point()):
+    from ..evaluate import all_finite
+
+    if not all_finite(model):
         raise RunError(f"{path}: holds NaN or infinite weights (not written by `fmnist "
                        "train`, which checkpoints only finite ones); train again")
 
