@@ -21,8 +21,8 @@ from .build import Parts, build, check
 from .config import Facts, RunConfig
 from .data import load
 from .data.batches import DeviceData
-from .device import resolve_device, set_threads, usable_cores
 from .data.sources import DATASETS, get_source
+from .device import resolve_device, set_threads, usable_cores
 from .errors import ConfigError, RunError, UnknownNameError, WriteError
 from .evaluate import probabilities
 from .fsutil import missing_dirs, remove_dirs
