@@ -80,6 +80,16 @@ def test_another_model_drops_the_recipes_keywords(capsys):
     assert c.optim.kwargs == {} and c.optim.lr is None
 
 
+def test_a_keyword_flag_adds_to_the_recipes_keywords(capsys):
+    # the same model and optimizer: their recipe keywords stay beside the flag's
+    c = dry_run(capsys, "--recipe", "keras-tutorial", "--model-arg", "dropout=0.2", "--opt-arg", "eps=1e-6")
+    assert c.model.kwargs == {"hidden": [128], "dropout": 0.2} and c.optim.kwargs == {"eps": 1e-6}
+    c = dry_run(capsys, "--recipe", "fast", "--opt-arg", "beta1=0.8")
+    assert c.optim.kwargs == {"beta2": 0.99, "beta1": 0.8}
+    c = dry_run(capsys, "--recipe", "keras-tutorial", "--model-arg", "hidden=[64]")
+    assert c.model.kwargs == {"hidden": [64]}  # a keyword given again is the flag's
+
+
 def test_unknown_recipe_and_resume_with_recipe_are_refused(capsys, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--recipe", "nope", "--dry-run"])

@@ -214,6 +214,12 @@ def test_checkpoint_of_another_model_is_refused(toy, tmp_path):
     (["train", "--dry-run", "--model", "nope"], "unknown model 'nope'"),
     (["train", "--resume", "some/run", "--epochs", "3"], "drop the other training flags"),
     (["data", "show", "--out", "."], "is a folder"),
+    (["train", "--warmup-epochs", "1e308"], "warmup_epochs=1e+308: must be in [0, 1,000,000,000]"),
+    (["train", "--epochs", str(10**400)], "epochs="),
+    (["train", "--steps", str(10**400), "--dry-run"], "steps="),
+    (["train", "--eval-every", str(10**16)], "eval_every="),
+    (["train", "--model", "mlp", "--model-arg", "num_classes=-1"], "the data set sets the number of classes"),
+    (["train", "--resume", "no/such/run", "--dry-run"], "no such run directory"),
 ])
 def test_bad_input_gives_one_line(argv, needle, capsys):
     assert main(argv) == 1
@@ -228,6 +234,20 @@ def test_a_file_given_as_run_directory_is_named_as_a_file(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"fmnist: error: {tmp_path / 'notes.txt'}: is a file; give the run's "
                        "directory (made by `fmnist train`)"], err
+
+
+def test_dry_runs_refuse_what_the_run_would(toy, tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    assert main(["train", "--device", "cuda", "--dry-run"]) == 1  # no GPU: refused, not approved
+    assert "no CUDA GPU" in capsys.readouterr().err
+    assert main(["compare", "--model", "mlp", "--optimizers", "sgd", "--seeds", "1", "--epochs", "1",
+                 "--device", "cuda", "--dry-run"]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(RunConfig().to_dict()))
+    assert main(["train", "--resume", str(tmp_path / "run"), "--dry-run"]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_val_size_larger_than_training_set(toy, capsys):

@@ -117,14 +117,24 @@ def cmd_train(args) -> None:
         if given or args.out is not None or args.recipe is not None:
             raise ConfigError("--resume continues a run with the settings saved in its "
                               "config.json; drop the other training flags")
-        if args.dry_run:
-            print(json.dumps(load_config(args.resume).to_dict(), indent=2))
+        if args.dry_run:  # what the resume would refuse, a dry run refuses too
+            config = load_config(args.resume)
+            from .device import resolve_device
+            from .runs import CHECKPOINT, load_checkpoint
+
+            if not (Path(args.resume) / CHECKPOINT).exists():
+                load_checkpoint(Path(args.resume) / CHECKPOINT)  # its clear error
+            resolve_device(config.train.device)
+            print(json.dumps(config.to_dict(), indent=2))
             return
         run = api.resume(args.resume, progress=not args.quiet, log=log, plots=not args.no_plots)
     else:
         config = recipes.config_from(args.recipe, given)
         check(config)  # unknown names and bad keywords, before any data is loaded
         if args.dry_run:
+            from .device import resolve_device
+
+            resolve_device(config.train.device)  # --device cuda without a GPU: refused here too
             print(recipes.describe(config, args.recipe, given), file=sys.stderr)
             print(json.dumps(config.to_dict(), indent=2))
             return
@@ -236,6 +246,10 @@ def cmd_compare(args) -> None:
     out = args.out or Path("comparisons") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plan.base.model.name}"
     if args.dry_run:  # as train's: a plan whose cells would fail is refused, not printed
         check_plan(plan)
+        if execution.ray is None:  # here, not on a Ray cluster that may have the GPUs
+            from .device import resolve_device
+
+            resolve_device(plan.base.train.device)
     print(plan.describe() + ("" if args.dry_run else f" -> {out}"))
     if args.dry_run:
         print(json.dumps(plan.settings(), indent=2))

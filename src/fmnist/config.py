@@ -110,6 +110,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
+        # the data set decides it (build passes its class count): a keyword would be ignored
+        _check("num_classes" not in self.kwargs, "model.kwargs num_classes",
+               self.kwargs.get("num_classes"), "the data set sets the number of classes; drop it")
         object.__setattr__(self, "kwargs", _plain(self.kwargs, "model kwargs"))
 
 
@@ -143,6 +146,10 @@ class OptimConfig:
         return hp
 
 
+MAX_EPOCHS = 10**9  # a billion epochs: no run gets near, and epochs * steps stays a float
+MAX_STEPS = 10**15
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = setting(15, "passes over the training split")
@@ -155,8 +162,9 @@ class TrainConfig:
     warmup_epochs: float = setting(2.5, "linear warm-up in epochs (onecycle, cosine)")
     label_smoothing: float = setting(0.1, "cross-entropy label smoothing, in [0, 1)")
     clip_grad: float | None = setting(None, "max global gradient norm (none: no clipping)")
-    patience: int | None = setting(None, "early stopping: epochs without a better validation "
-                                   "accuracy (none: off)")
+    patience: int | None = setting(None, "early stopping: evaluations (epochs, or every "
+                                   "--eval-every steps) without a better validation accuracy "
+                                   "(none: off)")
     seed: int = setting(0, "seed of the weights, data order, augmentation and dropout")
     device: str = setting("auto", "auto: cuda when torch sees a GPU, else cpu", choices=DEVICES)
     precision: str = setting("auto", "auto: bf16 autocast on GPUs and on CPUs with bf16 "
@@ -178,14 +186,18 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check_numbers(self)
-        _check(self.epochs >= 0, "epochs", self.epochs, "must be >= 0")
-        _check(self.steps is None or self.steps >= 1, "steps", self.steps, "must be >= 1")
-        _check(self.eval_every is None or self.eval_every >= 1, "eval_every", self.eval_every,
-               "must be >= 1")
+        # the upper bounds: far past any run, and below where the schedule's float arithmetic
+        # (steps an epoch times epochs, warm-up steps) overflows into a traceback
+        _check(0 <= self.epochs <= MAX_EPOCHS, "epochs", self.epochs, f"must be in [0, {MAX_EPOCHS:,}]")
+        _check(self.steps is None or 1 <= self.steps <= MAX_STEPS, "steps", self.steps,
+               f"must be in [1, {MAX_STEPS:,}]")
+        _check(self.eval_every is None or 1 <= self.eval_every <= MAX_STEPS, "eval_every",
+               self.eval_every, f"must be in [1, {MAX_STEPS:,}]")
         _check(self.batch_size > 0, "batch_size", self.batch_size, "must be > 0")
         _check(self.schedule in SCHEDULES, "schedule", self.schedule,
                f"use one of {', '.join(SCHEDULES)}")
-        _check(self.warmup_epochs >= 0, "warmup_epochs", self.warmup_epochs, "must be >= 0")
+        _check(0 <= self.warmup_epochs <= MAX_EPOCHS, "warmup_epochs", self.warmup_epochs,
+               f"must be in [0, {MAX_EPOCHS:,}]")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
                "must be in [0, 1)")
         _check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", self.clip_grad,

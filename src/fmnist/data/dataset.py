@@ -158,8 +158,10 @@ def stratified_split(labels: np.ndarray, val_size: int | float, seed: int = 0):
         raise ConfigError(f"val_size={val_size}: give a count (an integer) or a fraction below 1")
     n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
     if not 0 <= n_val < n:
+        # the fraction only where one was given: the command line's --val-size is a count
+        fraction = " (or a fraction below 1)" if isinstance(val_size, float) else ""
         raise ConfigError(f"val_size={val_size} must leave training data: use 0 <= val_size "
-                          f"< {n} (or a fraction below 1)")
+                          f"< {n}{fraction}")
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
     # give each class its share, then hand the rounding remainder to the largest fractions
