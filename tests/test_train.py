@@ -469,3 +469,24 @@ def test_tta_shifts_score_the_test_set_but_never_choose_an_epoch(toy, tmp_path, 
     assert np.allclose(run.predict(images), want.numpy(), atol=1e-6)
     assert run.metrics["test_acc"] == pytest.approx(
         float((want.argmax(1) == data.labels).float().mean()))
+
+
+@pytest.mark.parametrize("parts, needle", [
+    ({"train": {"batch_size": 10.5}}, "train.batch_size=10.5: must be int"),
+    ({"train": {"epochs": 1.5}}, "train.epochs=1.5: must be int"),
+    ({"train": {"epochs": True}}, "train.epochs=True: must be int"),
+    ({"train": {"epochs": "3"}}, "train.epochs='3': must be int"),
+    ({"optim": {"lr": "0.1"}}, "optim.lr='0.1': must be float or None"),
+    ({"data": {"train_limit": 600.0}}, "data.train_limit=600.0: must be int or None"),
+    ({"model": {"whiten": 1}}, "model.whiten=1: must be bool"),
+    ({"model": {"kwargs": [1]}}, "model.kwargs=[1]: must be dict"),
+    ({"train": {"epoch": 3}}, "train.epoch is not a setting"),
+    ({"training": {"epochs": 3}}, "replace(training=...)"),
+])
+def test_a_config_built_in_python_is_type_checked_before_any_folder(toy, tmp_path, parts, needle):
+    # as config.json is (from_dict): a float batch size failed deep in the loop after the
+    # run's folder was made, a float epoch count trained a run `evaluate` then refused
+    with pytest.raises(ConfigError) as info:
+        api.train(toy_config().replace(**parts), out=tmp_path / "d", plots=False)
+    assert needle in str(info.value), info.value
+    assert not (tmp_path / "d").exists()
