@@ -489,3 +489,95 @@ def test_tta_shifts_score_the_test_set_but_never_choose_an_epoch(toy, tmp_path, 
     assert np.allclose(run.predict(images), want.numpy(), atol=1e-6)
     assert run.metrics["test_acc"] == pytest.approx(
         float((want.argmax(1) == data.labels).float().mean()))
+
+
+def _edited_config(folder, part: str, **values) -> None:
+    path = folder / "config.json"
+    saved = json.loads(path.read_text())
+    saved[part].update(values)
+    path.write_text(json.dumps(saved))
+
+
+@pytest.mark.parametrize("part, values, needle", [
+    ("train", {"epochs": 1}, "train.epochs is 1 but the run's checkpoint was trained with 3"),
+    ("train", {"batch_size": 40}, "train.batch_size is 40 but the run's checkpoint was trained with 50"),
+    ("data", {"val_size": 200}, "data.val_size is 200 but the run's checkpoint was trained with 100"),
+    ("data", {"split_seed": 1}, "data.split_seed is 1"),
+    ("optim", {"lr": 0.1}, "optim.lr is 0.1"),
+    ("train", {"precision": "bf16"},
+     'train.precision is "bf16" but the run\'s checkpoint was trained with "auto"'),
+])
+def test_resume_refuses_settings_edited_since_the_checkpoint(toy, tmp_path, capsys, part, values, needle):
+    # a run must go on with the settings it was trained with: an edited epoch count, batch
+    # size or split would continue as another run while its files describe the old one
+    broken = cut_short(toy_config(epochs=3), tmp_path / "broken", "epoch", 1)
+    history = (broken / "history.jsonl").read_text()
+    _edited_config(broken, part, **values)
+    assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"fmnist: error: {broken / 'config.json'}: ") \
+        and needle in err[0] and "restore the file written by `fmnist train`" in err[0], err
+    assert (broken / "history.jsonl").read_text() == history  # nothing trained
+    assert not (broken / "metrics.json").exists()
+
+
+def test_a_finished_run_is_not_lengthened_by_an_edited_epoch_count(toy, tmp_path, capsys):
+    # the one-cycle rate would climb back up from the end of the schedule it finished
+    run = api.train(toy_config(epochs=2), out=tmp_path / "run", plots=False)
+    metrics = (run.dir / "metrics.json").read_text()
+    _edited_config(run.dir, "train", epochs=4)
+    assert main(["train", "--resume", str(run.dir), "--no-plots", "--quiet"]) == 1
+    assert "train.epochs is 4 but the run's checkpoint was trained with 2" in capsys.readouterr().err
+    assert (run.dir / "metrics.json").read_text() == metrics
+
+
+def test_resume_may_run_on_another_machine(toy, tmp_path):
+    # cores, device and the data's folder are the machine's, not the run's
+    config = toy_config(epochs=2)
+    whole = api.train(config, out=tmp_path / "whole", plots=False)
+    broken = cut_short(config, tmp_path / "broken", "epoch", 1)
+    _edited_config(broken, "train", threads=2, device="cpu")
+    _edited_config(broken, "data", data_dir=str(tmp_path / "moved"))
+    resumed = api.resume(broken, plots=False)
+    assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
+
+
+def test_a_checkpoint_without_its_settings_resumes_on_its_split_only(toy, tmp_path, capsys):
+    # checkpoints written before they recorded the settings: the split sizes and steps per
+    # epoch config.json resolved are what can still be compared
+    config = toy_config(epochs=2)
+    whole = api.train(config, out=tmp_path / "whole", plots=False)
+    broken = cut_short(config, tmp_path / "broken", "epoch", 1)
+    _edited_checkpoint(broken, lambda payload: payload.pop("settings"))
+    original = (broken / "config.json").read_text()
+    for part, values, needle in [("train", {"batch_size": 40}, "12 steps per epoch, but the run was "
+                                  "trained with 10 (resolved.steps_per_epoch)"),
+                                 ("data", {"val_size": 200}, "400 training images, but the run was "
+                                  "trained with 500 (resolved.train_size)")]:
+        _edited_config(broken, part, **values)
+        assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+        (broken / "config.json").write_text(original)
+    assert api.resume(broken, plots=False).metrics["test_loss"] == whole.metrics["test_loss"]
+
+
+@pytest.mark.parametrize("parts, needle", [
+    ({"train": {"batch_size": 10.5}}, "train.batch_size=10.5: must be int"),
+    ({"train": {"epochs": 1.5}}, "train.epochs=1.5: must be int"),
+    ({"train": {"epochs": True}}, "train.epochs=True: must be int"),
+    ({"train": {"epochs": "3"}}, "train.epochs='3': must be int"),
+    ({"optim": {"lr": "0.1"}}, "optim.lr='0.1': must be float or None"),
+    ({"data": {"train_limit": 600.0}}, "data.train_limit=600.0: must be int or None"),
+    ({"model": {"whiten": 1}}, "model.whiten=1: must be bool"),
+    ({"model": {"kwargs": [1]}}, "model.kwargs=[1]: must be dict"),
+    ({"train": {"epoch": 3}}, "train.epoch is not a setting"),
+    ({"training": {"epochs": 3}}, "replace(training=...)"),
+])
+def test_a_config_built_in_python_is_type_checked_before_any_folder(toy, tmp_path, parts, needle):
+    # as config.json is (from_dict): a float batch size failed deep in the loop after the
+    # run's folder was made, a float epoch count trained a run `evaluate` then refused
+    with pytest.raises(ConfigError) as info:
+        api.train(toy_config().replace(**parts), out=tmp_path / "d", plots=False)
+    assert needle in str(info.value), info.value
+    assert not (tmp_path / "d").exists()

@@ -168,8 +168,10 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     """Continue a killed run from its last checkpoint; ends as if never interrupted."""
     run_dir = Path(run_dir)
     config = runs.load_config(run_dir)
-    if not (run_dir / runs.CHECKPOINT).exists():
-        runs.load_checkpoint(run_dir / runs.CHECKPOINT)  # the clear error, before data loads
+    # read once, before any data loads: a missing or damaged file and settings edited since
+    # it was written fail in a second (restore loads its weights into the built parts)
+    checkpoint = runs.load_checkpoint(run_dir / runs.CHECKPOINT)
+    runs.check_settings(run_dir, config, checkpoint)
     saved = runs.load_facts(run_dir)
     # a run trained with more threads than this machine has resumes on the cores it has
     set_threads(min(config.train.threads, usable_cores()))
@@ -184,10 +186,28 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
         raise RunError(f"{run_dir / runs.CONFIG}: its resolved classes, input scaling or model "
                        "arguments differ from what the data and settings give now; restore "
                        "the file written by `fmnist train`, or train again")
-    state = State(**runs.RunStore(run_dir).restore(parts))
+    if saved is not None:
+        _check_sizes(saved, parts.facts, run_dir)
+    state = State(**runs.RunStore(run_dir).restore(parts, checkpoint))
     if log:
         log(f"resumed from {run_dir / runs.CHECKPOINT} after epoch {state.history[-1]['epoch']}")
     return _fit_and_finish(parts, run_dir, state, progress, log, plots)
+
+
+def _check_sizes(saved: Facts, now: Facts, run_dir: Path) -> None:
+    """The split and the steps a resumed run is built with must be those it was trained on:
+    for a checkpoint written before it recorded the settings (runs.check_settings) the only
+    guard against an edited val_size, train_limit or batch_size, which would go on with
+    another split (validating on images trained on) or another schedule."""
+    if not saved.train_size:  # config.json written before the sizes were recorded
+        return
+    for name, what in (("train_size", "training images"), ("val_size", "validation images"),
+                       ("steps_per_epoch", "steps per epoch")):
+        then, got = getattr(saved, name), getattr(now, name)
+        if then != got:
+            raise RunError(f"{run_dir / runs.CONFIG}: its settings now give {got:,} {what}, but "
+                           f"the run was trained with {then:,} (resolved.{name}); restore the "
+                           "file written by `fmnist train`, or train again")
 
 
 def _data_facts(facts: Facts) -> tuple:

@@ -55,6 +55,14 @@ def _check_numbers(obj: Any, flags: bool = False) -> None:
                    "must be an integer in 0 .. 2**31-1")
 
 
+def _check_types(obj: Any) -> None:
+    """Every field of the type it declares (_check_type), first in __post_init__: a config
+    built in Python (RunConfig().replace(train={"epochs": 1.5})) is held to what config.json
+    is held to, before a range check compares "3" with 0 or a float batch size reaches the loop."""
+    for f in dataclasses.fields(obj):
+        _check_type(f, getattr(obj, f.name), f.name)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = setting("fashion-mnist", "which data set (a registry name)")
@@ -79,6 +87,7 @@ class DataConfig:
                                          "config.json records how many)")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_numbers(self)
         _check(self.scaling in SCALINGS, "scaling", self.scaling, f"use one of {', '.join(SCALINGS)}")
         _check(self.val_size >= 0, "val_size", self.val_size, "must be >= 0")
@@ -109,11 +118,11 @@ class ModelConfig:
                            "training patches, +/- each leading eigenvector (airbench)")
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
+        _check_types(self)
         # the data set decides it (build passes its class count): a keyword would be ignored
         _check("num_classes" not in self.kwargs, "model.kwargs num_classes",
                self.kwargs.get("num_classes"), "the data set sets the number of classes; drop it")
-        object.__setattr__(self, "kwargs", _plain(self.kwargs, "model kwargs"))
+        object.__setattr__(self, "kwargs", _plain(self.kwargs, "kwargs"))
 
 
 @dataclass(frozen=True)
@@ -127,9 +136,9 @@ class OptimConfig:
                            factory=dict, flag="--opt-arg")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_numbers(self)
-        _check(isinstance(self.kwargs, dict), "kwargs", self.kwargs, "must be a mapping")
-        object.__setattr__(self, "kwargs", _plain(self.kwargs, "optimizer kwargs"))
+        object.__setattr__(self, "kwargs", _plain(self.kwargs, "kwargs"))
         for key in ("lr", "weight_decay"):
             _check(key not in self.kwargs, "kwargs", self.kwargs, f"give {key} with --"
                    f"{key.replace('_', '-')}, not --opt-arg")
@@ -185,6 +194,7 @@ class TrainConfig:
     eval_batch_size: int = setting(1000, "images per forward pass when scoring")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_numbers(self)
         # the upper bounds: far past any run, and below where the schedule's float arithmetic
         # (steps an epoch times epochs, warm-up steps) overflows into a traceback
@@ -249,9 +259,7 @@ class RunConfig:
             if unknown:
                 raise ConfigError(f"{where}: {key}.{unknown[0]} is not a setting of this "
                                   "version of fmnist")
-            for name, value in values.items():
-                _check_type(part, name, value, f"{where}: {key}.{name}")
-            try:
+            try:  # each part checks its fields' types and ranges (_check_types)
                 parts[key] = part(**values)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {key}.{exc}") from None
@@ -264,23 +272,34 @@ class RunConfig:
         were set for the old one (back to the new optimizer's defaults), and naming another
         model its keywords and whitening, unless they are given too.
         """
+        for key, values in parts.items():
+            if key not in PARTS or not isinstance(values, dict):
+                raise ConfigError(f"replace({key}=...): give a part ({', '.join(PARTS)}) and "
+                                  "a mapping of its settings")
+            unknown = sorted(set(values) - {f.name for f in dataclasses.fields(PARTS[key])})
+            if unknown:
+                raise ConfigError(f"{key}.{unknown[0]} is not a setting of this version of fmnist")
         optim, model = parts.get("optim"), parts.get("model")
         if optim and optim.get("name", self.optim.name) != self.optim.name:
             parts["optim"] = {"lr": None, "weight_decay": None, "kwargs": {}, **optim}
         if model and model.get("name", self.model.name) != self.model.name:
             parts["model"] = {"kwargs": {}, "whiten": False, **model}
-        new = {k: dataclasses.replace(getattr(self, k), **v) for k, v in parts.items()}
+        new = {}
+        for key, values in parts.items():
+            try:
+                new[key] = dataclasses.replace(getattr(self, key), **values)
+            except ConfigError as exc:  # "epochs=1.5: ..." names the field; say whose
+                raise ConfigError(f"{key}.{exc}") from None
         return dataclasses.replace(self, **new)
 
 
 _TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
 
 
-def _check_type(part: type, name: str, value: Any, where: str) -> None:
-    """A value read from a file has the field's type: an int where an int belongs (a bool
-    is no int here), None only where the field allows it."""
-    hint = next(f.type for f in dataclasses.fields(part) if f.name == name)
-    alternatives = [t.strip() for t in str(hint).split("|")]
+def _check_type(f: dataclasses.Field, value: Any, where: str) -> None:
+    """A setting has its field's type: an int where an int belongs (a bool is no int here),
+    None only where the field allows it."""
+    alternatives = [t.strip() for t in str(f.type).split("|")]
     if value is None and "None" in alternatives:
         return
     for alt in alternatives:

@@ -24,6 +24,7 @@ from .files import EXPLAIN, EXPLAIN_FIGURES, read_explain, save_explain
 __all__ = [
     "BEST", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "HISTORY", "MEMBERS", "METRICS", "PLAN",
     "PREDICTIONS", "SUMMARY", "RunStore", "check_comparison_out", "check_member_dir", "check_out",
+    "check_settings",
     "check_writable", "discard_unstarted", "finite", "is_comparison", "load_checkpoint", "load_config", "load_facts",
     "load_history", "load_weights", "make_run_dir", "member_dir", "member_fix",
     "new_run_dir", "read_history", "read_json", "read_member", "read_members", "read_metrics",
@@ -34,7 +35,8 @@ __all__ = [
 
 # checkpoints need torch; the other files do not, so `fmnist predict --onnx` (which writes
 # predictions.csv) runs without importing it: checkpoint names are imported on first use
-_CHECKPOINT_NAMES = ("CHECKPOINT_FORMAT", "RunStore", "load_checkpoint", "load_weights", "save_checkpoint")
+_CHECKPOINT_NAMES = ("CHECKPOINT_FORMAT", "RunStore", "check_settings", "load_checkpoint", "load_weights",
+                     "save_checkpoint")
 
 
 def __getattr__(name: str):

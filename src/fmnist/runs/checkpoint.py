@@ -8,6 +8,7 @@ execute whatever the file's pickle says).
 from __future__ import annotations
 
 import io
+import json
 import math
 import pickle
 import warnings
@@ -19,7 +20,7 @@ import torch
 from ..errors import RunError
 from ..fsutil import atomic_open
 from .comparison import comparison_of
-from .files import BEST, CHECKPOINT, METRICS, save_history
+from .files import BEST, CHECKPOINT, CONFIG, METRICS, save_history
 
 CHECKPOINT_FORMAT = 1
 
@@ -116,6 +117,55 @@ def load_weights(model: torch.nn.Module, payload: dict, model_name: str, path: P
                        "train`, which checkpoints only finite ones); train again")
 
 
+# The settings a resumed run takes from the machine it resumes on, not from its checkpoint:
+# where the data lies (resume falls back to the usual places when that folder has moved, and
+# checksums make sure it is the same data), how many cores (resume takes min(threads, cores))
+# and which device (a run trained on a GPU may go on on a CPU). Every other setting decides
+# what the run is: its split, its steps, its schedule, its model and optimizer; precision
+# too (bf16 and fp32 train to other numbers; "auto" already resolves on the machine).
+MACHINE_SETTINGS = (("data", "data_dir"), ("train", "threads"), ("train", "device"))
+
+
+def run_settings(config) -> dict:
+    """What a checkpoint records of the run's settings: config.to_dict() less MACHINE_SETTINGS."""
+    settings = config.to_dict()
+    for part, name in MACHINE_SETTINGS:
+        settings[part].pop(name, None)
+    return settings
+
+
+def check_settings(run_dir: Path, config, payload: dict) -> None:
+    """Refuse to resume a run whose config.json no longer holds the settings its checkpoint
+    was trained with: an edited epoch count, batch size or split would go on as another run
+    (a new split can validate on images trained on; a longer one-cycle run raises the rate
+    again) while the files still described the old one. A checkpoint written before the
+    record (no "settings") is let through: resume compares its resolved sizes instead."""
+    saved = payload.get("settings")
+    if saved is None:
+        return
+    path = run_dir / CHECKPOINT
+    if not (isinstance(saved, dict) and all(isinstance(v, dict) for v in saved.values())):
+        raise RunError(f"{path}: its record of the run's settings is damaged; use a checkpoint "
+                       "written by `fmnist train`")
+    now = run_settings(config)
+    for part, values in saved.items():
+        for name, then in values.items():
+            # a setting this version lacks was refused in config.json already; one it added
+            # since the checkpoint was written has no record to compare with
+            if part in now and name in now[part] and now[part][name] != then:
+                raise RunError(f"{run_dir / CONFIG}: {part}.{name} is {_shown(now[part][name])} "
+                               f"but the run's checkpoint was trained with {_shown(then)}; restore "
+                               "the file written by `fmnist train`, or train again")
+
+
+def _shown(value: Any) -> str:
+    """A setting as config.json spells it (null, true, "cnn")."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 class RunStore:
     """The training loop's store (loop.Store): checkpoint.pt, best.pt and history.jsonl."""
 
@@ -129,17 +179,19 @@ class RunStore:
     def checkpoint(self, parts, state) -> None:
         save_checkpoint(self.dir / CHECKPOINT, {
             "model_name": parts.config.model.name, "model": parts.model.state_dict(),
-            "optimizer": parts.optimizer.state_dict(), **state.to_dict()})
+            "optimizer": parts.optimizer.state_dict(), "settings": run_settings(parts.config),
+            **state.to_dict()})
         save_history(self.dir, state.history)
 
     def best(self, parts, epoch: int) -> None:
         save_checkpoint(self.dir / BEST, {"model_name": parts.config.model.name,
                                           "model": parts.model.state_dict(), "epoch": epoch})
 
-    def restore(self, parts) -> dict:
-        """Load checkpoint.pt into built parts; returns the loop state it recorded."""
+    def restore(self, parts, ck: dict | None = None) -> dict:
+        """Load checkpoint.pt (or `ck`, its payload read already) into built parts; returns
+        the loop state it recorded."""
         path = self.dir / CHECKPOINT
-        ck = load_checkpoint(path, parts.device)
+        ck = load_checkpoint(path, parts.device) if ck is None else ck
         load_weights(parts.model, ck, parts.config.model.name, path)
         problem = _optimizer_problem(ck.get("optimizer"), parts.optimizer)
         if problem:  # before load_state_dict: a moment of the wrong shape can crash a fused step
