@@ -26,6 +26,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import threading
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +96,9 @@ def main() -> int:
     results: dict = {"machine": machine, "cases": {}}
     failed = False
 
-    def save() -> None:  # after each recipe: a benchmark cut short keeps the ones before
+    lock = threading.Lock()  # --jobs: seeds finish in threads
+
+    def save() -> None:  # after each seed and recipe: a benchmark cut short keeps what it ran
         if args.json:
             args.json.write_text(json.dumps(results, indent=2) + "\n")
 
@@ -115,6 +118,9 @@ def main() -> int:
                 return None
             print(f"  {name} seed {seed}: test {100 * r['test_acc']:.2f}%, {r['wall']:.1f} s whole, "
                   f"{r['train']:.1f} s training", flush=True)  # a run killed later keeps these
+            with lock:  # and the JSON: a benchmark cut off mid-recipe keeps its finished seeds
+                results["cases"].setdefault(name, {"flags": flags, "runs": []})["runs"].append(r)
+                save()
             return r
 
         with ThreadPoolExecutor(args.jobs) as pool:

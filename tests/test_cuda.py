@@ -61,10 +61,13 @@ def test_gpu_divergence_stops_before_a_checkpoint_holds_a_nan(toy, tmp_path):
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
-def test_comparison_cells_on_the_gpu(toy, tmp_path):
+def test_comparison_cells_on_the_gpu(real_data_dir, monkeypatch, tmp_path):
+    # the cells run in fresh (spawned) processes: they see the registered data sets only,
+    # not the test's toy one (test_parallel.py does the same)
+    monkeypatch.setenv("FMNIST_DATA", str(real_data_dir))
     plan = make_plan("msgd,msvag", seeds=1, overrides={
-        "data": {"dataset": "toy", "val_size": 100}, "model": {"name": "mlp"},
-        "train": {"epochs": 2, "batch_size": 50, "eval_subset": 200, "device": "cuda"}})
+        "data": {"train_limit": 3000, "val_size": 500}, "model": {"name": "mlp"},
+        "train": {"epochs": 2, "batch_size": 50, "eval_subset": 500, "device": "cuda"}})
     summary = run_plan(plan, tmp_path / "c", log=None, execution=Execution(jobs=2))
     accs = [row["test_acc"] for row in summary["rows"]]
     assert len(accs) == 2 and all(np.isfinite(a) and a > 0.5 for a in accs)

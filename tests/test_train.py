@@ -581,3 +581,18 @@ def test_a_config_built_in_python_is_type_checked_before_any_folder(toy, tmp_pat
         api.train(toy_config().replace(**parts), out=tmp_path / "d", plots=False)
     assert needle in str(info.value), info.value
     assert not (tmp_path / "d").exists()
+
+
+def test_a_gpu_run_resumes_on_a_cpu(toy, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here")
+    # the device is the machine's: a run cut short on a GPU goes on here (and --device
+    # cannot be given beside --resume)
+    broken = cut_short(toy_config(epochs=2), tmp_path / "broken", "epoch", 1)
+    config = json.loads((broken / "config.json").read_text())
+    config["train"]["device"] = "cuda"
+    (broken / "config.json").write_text(json.dumps(config))
+    lines = []
+    resumed = api.resume(broken, plots=False, log=lines.append)
+    assert resumed.metrics["epochs_run"] == 2 and resumed.metrics["device"] == "cpu"
+    assert "no CUDA GPU here: the run goes on on the CPU" in lines

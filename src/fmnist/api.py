@@ -179,7 +179,12 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     # places (checksums make sure it is the same data set); a folder since moved or removed
     # must not strand the run
     config = config.replace(data={"data_dir": data_folder(config)})
-    resolve_device(config.train.device)  # a missing GPU is the machine's, not the file's
+    if config.train.device == "cuda" and not torch.cuda.is_available():
+        # the device is the machine's (runs.checkpoint.MACHINE_SETTINGS): a run trained on a
+        # GPU goes on on this CPU, where --device cannot be given beside --resume
+        config = config.replace(train={"device": "cpu"})
+        if log:
+            log("no CUDA GPU here: the run goes on on the CPU")
     with _settings_of(run_dir):
         parts = build(config)
     if saved is not None and _data_facts(saved) != _data_facts(parts.facts):

@@ -97,11 +97,11 @@ def run_cells(plan: Plan, cells: list[Cell], out: Path, log: Log,
 
 # --- N worker processes -----------------------------------------------------------------
 
-def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: int | None, conn) -> None:
+def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: str | None, conn) -> None:
     """One cell in a fresh process: its thread share and GPU are set before torch loads."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     if os.environ.get("FMNIST_TEST_KILL_CELL") == cell.name:  # fault injection, for the tests
         os.kill(os.getpid(), 9)
     try:
@@ -121,7 +121,7 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
     from ..device import usable_cores
 
     threads = max(1, usable_cores() // jobs)
-    gpus = _cuda_count()
+    gpus = _gpus()  # cells take them in turn; with fewer GPUs than jobs, cells share one
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch state forked mid-flight
     pending, running, results = list(cells), {}, {}
     bar = tqdm(total=len(cells), desc="cells", unit="cell", dynamic_ncols=True, disable=not progress)
@@ -132,7 +132,7 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
                 slot = next(i for i in range(jobs) if i not in {s for s, *_ in running.values()})
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker, args=(plan, cell, str(out), threads,
-                                                         slot % gpus if gpus else None, send),
+                                                         gpus[slot % len(gpus)] if gpus else None, send),
                                    name=f"fmnist-{cell.name}", daemon=True)
                 proc.start()
                 send.close()
@@ -159,13 +159,16 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
     return results
 
 
-def _cuda_count() -> int:
-    # without importing torch here: a CUDA_VISIBLE_DEVICES list says how many to share
+def _gpus() -> list[str]:
+    """The GPUs the cells share, as CUDA_VISIBLE_DEVICES entries for the workers: the
+    parent's own entries where it has the variable (an index, or a GPU-<uuid>: "0" in a
+    worker would be another GPU than the parent's "3"), else torch's indices."""
+    # without importing torch here: a CUDA_VISIBLE_DEVICES list says which to share
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
+        return [d.strip() for d in visible.split(",") if d.strip()]
     import torch
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
 
 
 # --- Ray ----------------------------------------------------------------------------------
