@@ -772,3 +772,86 @@ def test_audit_cross_validation_flags_are_named_as_typed(tmp_path, capsys, argv,
     assert main(["data", "audit", *argv, "--out", str(tmp_path / "a")]) == 1
     line = one_error_line(capsys)
     assert needle in line and "epochs=" not in line and "seed=" not in line, line
+
+
+# ------------------------------------------------------------------ kills and races
+def _train_argv(out, *more):
+    return ["train", "--dataset", "toy", "--val-size", "100", "--model", "mlp", "--epochs", "2",
+            "--batch-size", "50", "--threads", "1", "--no-plots", "--quiet", "--out", str(out), *more]
+
+
+def test_a_run_killed_before_its_first_checkpoint_says_to_delete_it(toy, tmp_path, capsys):
+    # SIGKILL runs no clean-up: its config.json (or train's empty claim) is left alone
+    for content in ("", None):
+        out = tmp_path / f"killed{content is None}"
+        out.mkdir()
+        if content is None:
+            assert main(_train_argv(tmp_path / "whole")) == 0
+            (out / "config.json").write_bytes((tmp_path / "whole" / "config.json").read_bytes())
+        else:
+            (out / "config.json").write_text(content)
+        capsys.readouterr()
+        assert main(_train_argv(out)) == 1
+        line = one_error_line(capsys)
+        assert "never reached its first checkpoint" in line and f"delete {out}" in line, line
+
+
+def test_two_runs_into_one_folder_never_both_finish_there(toy, tmp_path, capsys, monkeypatch):
+    # the second starts after the first passed its --out check: it must not train into it
+    from fmnist import api as A
+
+    out, real_build = tmp_path / "same", A.build
+    started = {}
+
+    def build_then_another_claims(config, **kw):
+        parts = real_build(config, **kw)
+        if not started:  # while this run builds, another claims the folder
+            started["x"] = 1
+            out.mkdir(exist_ok=True)
+            (out / "config.json").write_text("")
+        return parts
+
+    monkeypatch.setattr(A, "build", build_then_another_claims)
+    assert main(_train_argv(out)) == 1
+    line = one_error_line(capsys)
+    assert "another `fmnist train` may be starting there" in line, line
+    assert (out / "config.json").read_text() == ""  # the other run's claim, left to it
+
+
+def test_a_resume_rewrites_the_history_and_clears_temp_files(toy, tmp_path):
+    # killed between checkpoint.pt and history.jsonl (written in that order), mid-write of a
+    # temp file: the checkpoint is the truth
+    from conftest import cut_short
+    from test_train import toy_config
+
+    broken = cut_short(toy_config(epochs=2), tmp_path / "broken", "epoch", 2)
+    lines = (broken / "history.jsonl").read_text().splitlines()
+    (broken / "history.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # an epoch short
+    (broken / ".checkpoint.pt.abcd1234.tmp").write_bytes(b"half")
+    resumed = api.resume(broken, plots=False)
+    assert [r["epoch"] for r in runs.load_history(broken)] == [0, 1, 2] == \
+        [r["epoch"] for r in resumed.history]
+    assert not list(broken.glob(".*.tmp"))
+
+
+def test_sigterm_is_an_interrupt_with_its_clean_up(real_data_dir, tmp_path):
+    # a run stopped by SIGTERM in its first scoring leaves no folder, and says so in one line
+    out = tmp_path / "run"
+    argv = ["train", "--train-limit", "600", "--val-size", "100", "--model", "mlp", "--epochs",
+            "1", "--threads", "1", "--no-plots", "--quiet", "--out", str(out)]
+    code = ("import os, signal, sys\n"
+            "import fmnist.loop as L\n"
+            "real = L.score\n"
+            "def score(*a, **k):\n"
+            "    os.kill(os.getpid(), signal.SIGTERM)\n"
+            "    return real(*a, **k)\n"
+            "L.score = score\n"
+            "from fmnist.cli import entry\n"
+            f"sys.argv = ['fmnist'] + {argv!r}\n"
+            "entry()\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "FMNIST_DATA": str(real_data_dir)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 143, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["fmnist: interrupted"], proc.stderr
+    assert not out.exists()

@@ -3,6 +3,10 @@ a dead worker named while the others finish."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -69,3 +73,36 @@ def test_a_ray_local_cluster_gives_the_same_numbers(data, tmp_path):
 def test_execution_flags_are_checked(capsys):
     assert main(["compare", "--optimizers", "sgd", "--jobs", "0", "--dry-run"]) == 1
     assert "jobs=0" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="prctl(PR_SET_PDEATHSIG) is Linux's")
+def test_a_child_ends_with_its_killed_parent(tmp_path):
+    # compare's cell workers and the figure drawer: a SIGKILLed parent leaves no orphan
+    code = ("import os, sys, time\n"
+            "from fmnist.procs import die_with_parent\n"
+            "parent = os.getpid()\n"
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    die_with_parent(parent)\n"
+            "    time.sleep(60)\n"
+            "    os._exit(0)\n"
+            "print(pid, flush=True)\n"
+            "time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    child = int(proc.stdout.readline())
+    time.sleep(0.5)  # the child has asked by now
+    proc.kill()
+    proc.wait()
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        with open(f"/proc/{child}/stat") as f:  # a zombie of init's is gone for our purpose
+            if f.read().split(")")[-1].split()[0] == "Z":
+                break
+        time.sleep(0.1)
+    else:
+        os.kill(child, 9)
+        pytest.fail("the child outlived its killed parent")

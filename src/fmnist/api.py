@@ -154,8 +154,11 @@ def train(config: RunConfig | None = None, *, out: str | os.PathLike | None = No
     made = missing_dirs(out if out is not None else root)  # what make_run_dir creates
     run_dir = runs.make_run_dir(out, root, config.model.name)
     try:
+        runs.claim(run_dir)
         runs.save_config(run_dir, config, parts.facts, argv)
         return _fit_and_finish(parts, run_dir, None, progress, log, plots)
+    except runs.RunClaimed:  # another run's folder: nothing in it is ours to remove
+        raise
     except BaseException:  # a full disk or ^C before epoch 0's checkpoint: nothing to resume
         if not (run_dir / runs.CHECKPOINT).exists():
             runs.discard_unstarted(run_dir, created=out is None or Path(out) in made)
@@ -194,6 +197,11 @@ def resume(run_dir: str | os.PathLike, *, progress: bool = False, log: Log | Non
     if saved is not None:
         _check_sizes(saved, parts.facts, run_dir)
     state = State(**runs.RunStore(run_dir).restore(parts, checkpoint))
+    # a kill between checkpoint.pt and history.jsonl (written in that order) left the history
+    # an epoch short, and a kill mid-write a hidden temp file: the checkpoint is the truth
+    runs.save_history(run_dir, state.history)
+    for stale in run_dir.glob(".*.tmp"):  # fsutil's temp files: ".NAME.XXXXXXXX.tmp"
+        stale.unlink(missing_ok=True)
     if log:
         log(f"resumed from {run_dir / runs.CHECKPOINT} after epoch {state.history[-1]['epoch']}")
     return _fit_and_finish(parts, run_dir, state, progress, log, plots)
@@ -286,8 +294,10 @@ def finish(parts: Parts, history: list[dict], best_epoch: int | None, stopped_ea
         "val_acc": scored.get("val_acc"), "final_val_acc": history[-1].get("val_acc"),
         "best_val_acc": max(vals) if vals else None,
         "device": str(parts.device), "torch": torch.__version__, "threads": torch.get_num_threads()})
-    runs.save_metrics(run_dir, metrics)
+    # predictions first: metrics.json says the run is done (a comparison skips a cell that
+    # has it), so a kill between the two must not leave a "done" run without predictions
     runs.save_predictions(run_dir, labels, probs)
+    runs.save_metrics(run_dir, metrics)
     return metrics
 
 

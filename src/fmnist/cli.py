@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -437,10 +438,29 @@ def main(argv: list[str] | None = None) -> int:
 QUICK_EXIT = frozenset({"train", "evaluate", "predict"})
 
 
+class _Signalled(KeyboardInterrupt):
+    """SIGINT or SIGTERM, turned into the interrupt every command already cleans up after."""
+
+
+def _on_signal(signum, _frame) -> None:
+    # once: a second ^C (or a TERM after an INT) during the clean-up would cut it short and
+    # print a traceback from wherever it landed
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _on_signal.received = signum
+    raise _Signalled
+
+
 def entry() -> None:
     """The `fmnist` console script (and `python -m fmnist`): main, then the exit."""
     argv = sys.argv[1:]
+    # SIGTERM (kill, a scheduler's stop) as SIGINT: the clean-up of an interrupted command
+    # runs (no half-started run folder, no temp files) instead of a silent death
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     code = main(argv)
+    if code == 130 and getattr(_on_signal, "received", None) == signal.SIGTERM:
+        code = 128 + signal.SIGTERM
     if argv and argv[0] in QUICK_EXIT:
         sys.stdout.flush()
         sys.stderr.flush()

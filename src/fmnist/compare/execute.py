@@ -97,8 +97,12 @@ def run_cells(plan: Plan, cells: list[Cell], out: Path, log: Log,
 
 # --- N worker processes -----------------------------------------------------------------
 
-def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: str | None, conn) -> None:
+def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: str | None, conn,
+            parent: int) -> None:
     """One cell in a fresh process: its thread share and GPU are set before torch loads."""
+    from ..procs import die_with_parent
+
+    die_with_parent(parent)  # a killed compare's cells stop with it
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
@@ -132,7 +136,8 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
                 slot = next(i for i in range(jobs) if i not in {s for s, *_ in running.values()})
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(target=_worker, args=(plan, cell, str(out), threads,
-                                                         gpus[slot % len(gpus)] if gpus else None, send),
+                                                         gpus[slot % len(gpus)] if gpus else None, send,
+                                                         os.getpid()),
                                    name=f"fmnist-{cell.name}", daemon=True)
                 proc.start()
                 send.close()

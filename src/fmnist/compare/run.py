@@ -33,6 +33,8 @@ def run_cell(plan: Plan, cell: Cell, out: Path, log: Log) -> dict:
                               "this comparison (or delete that folder)")
         if runs.read_metrics(cell_dir, fix) is not None:
             log(f"  {cell.name}: done before, skipped")
+            if not plan.keep_checkpoints:  # killed after its metrics, before this cleanup
+                runs.RunStore(cell_dir).remove_checkpoints()
             return runs.read_member(cell_dir)
     try:
         if (cell_dir / runs.CHECKPOINT).is_file():

@@ -294,7 +294,11 @@ def _draw_all(jobs: list[tuple], heavy: list[tuple], workers: int) -> list[Path]
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+    from ..procs import die_with_parent
+
+    # the drawer ends with its parent: a killed `fmnist train` leaves no process writing PNGs
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         later = pool.map(_draw_forked, heavy)
         here = [_draw(job) for job in jobs]
         try:

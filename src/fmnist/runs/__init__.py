@@ -15,7 +15,7 @@ A comparison is a folder of such run directories plus plan.json and summary.json
 from .comparison import (MEMBERS, PLAN, SUMMARY, check_comparison_out, check_member_dir,
                          is_comparison, member_dir, member_fix, read_member, read_members,
                          read_plan, read_summary, save_plan, save_summary)
-from .files import (BEST, CHECKPOINT, CONFIG, HISTORY, METRICS, PREDICTIONS, check_out, check_writable,
+from .files import (BEST, CHECKPOINT, CONFIG, HISTORY, METRICS, PREDICTIONS, RunClaimed, check_out, check_writable, claim,
                     discard_unstarted, finite, load_config, load_facts, load_history, make_run_dir, new_run_dir, read_history,
                     read_json, read_metrics, read_predictions, save_config, save_history,
                     save_metrics, save_predictions)
@@ -25,7 +25,7 @@ __all__ = [
     "BEST", "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "HISTORY", "MEMBERS", "METRICS", "PLAN",
     "PREDICTIONS", "SUMMARY", "RunStore", "check_comparison_out", "check_member_dir", "check_out",
     "check_settings",
-    "check_writable", "discard_unstarted", "finite", "is_comparison", "load_checkpoint", "load_config", "load_facts",
+    "check_writable", "claim", "RunClaimed", "discard_unstarted", "finite", "is_comparison", "load_checkpoint", "load_config", "load_facts",
     "load_history", "load_weights", "make_run_dir", "member_dir", "member_fix",
     "new_run_dir", "read_history", "read_json", "read_member", "read_members", "read_metrics",
     "read_plan", "read_predictions", "read_summary", "save_checkpoint", "save_config",

@@ -79,10 +79,29 @@ def check_out(out: str | os.PathLike) -> Path:
     if is_comparison(out):  # its report.html and figures would be mixed with the run's
         raise RunError(f"--out {out} holds a comparison (plan.json of `fmnist compare`); "
                        "choose another --out for this run")
+    if _unstarted(out):  # killed before its first checkpoint (SIGKILL: no clean-up ran)
+        raise RunError(f"{out} holds a run that never reached its first checkpoint (nothing "
+                       f"to resume); delete {out}, or choose another --out")
     if any((out / name).exists() for name in RUN_FILES):
         raise RunError(f"{out} already holds a run (or another tool's files); use --resume "
                        f"{out} to continue a run, or choose another --out")
     return out
+
+
+def _unstarted(out: Path) -> bool:
+    """A folder holding only the config.json of an fmnist run that never reached its first
+    checkpoint (claimed, or written, then killed): nothing to resume. Another tool's
+    config.json is not taken for one (it is no one's to tell to delete)."""
+    path = out / CONFIG
+    if not path.is_file() or any((out / n).exists() for n in (CHECKPOINT, METRICS)):
+        return False
+    try:
+        if path.stat().st_size == 0:  # claimed (train's claim), killed before it was written
+            return True
+        d = json.loads(read_limited(path, 1 << 20, "config"))
+    except (OSError, ValueError, FmnistError):
+        return False
+    return isinstance(d, dict) and {"fmnist", "resolved", "train"} <= d.keys()
 
 
 def make_run_dir(out: str | os.PathLike | None, root: str | os.PathLike, model: str) -> Path:
@@ -154,6 +173,23 @@ def read_checked(path: Path, problem: Callable[[Any], str | None], fix: str) -> 
 
 
 # --- config.json: the settings, the resolved facts and the command line ---------------
+
+class RunClaimed(RunError):
+    """The folder was taken by another run starting at the same moment."""
+
+
+def claim(run_dir: Path) -> None:
+    """Take `run_dir` for a new run: config.json created exclusively (then replaced whole by
+    save_config), so that of two `fmnist train --out SAME` started together one gets the
+    folder and the other an error, instead of both finishing into it."""
+    try:
+        os.close(os.open(Path(run_dir) / CONFIG, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    except FileExistsError:
+        raise RunClaimed(f"{run_dir} already holds a run (another `fmnist train` may be "
+                         "starting there); choose another --out") from None
+    except OSError as exc:
+        raise RunError(f"{run_dir}: cannot create the run's config.json ({exc.strerror})") from None
+
 
 def save_config(run_dir: Path, config: RunConfig, facts: Facts,
                 argv: list[str] | None = None) -> Path:
