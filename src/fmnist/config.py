@@ -170,6 +170,14 @@ class TrainConfig:
     schedule: str = setting("onecycle", "learning-rate schedule", choices=SCHEDULES)
     warmup_epochs: float = setting(2.5, "linear warm-up in epochs (onecycle, cosine)")
     label_smoothing: float = setting(0.1, "cross-entropy label smoothing, in [0, 1)")
+    hard_fraction: float = setting(0.0, "loss-weighted sampling (online batch selection): "
+                                   "after the first epoch, each epoch draws passes of this "
+                                   "fraction of the training images, the ones with the "
+                                   "largest loss most often; 0: off, every epoch one "
+                                   "shuffle of all", metavar="F")
+    hard_pressure: float = setting(100.0, "loss-weighted sampling: the weight of the "
+                                   "hardest image over the easiest's (1: all alike)",
+                                   metavar="P")
     clip_grad: float | None = setting(None, "max global gradient norm (none: no clipping)")
     patience: int | None = setting(None, "early stopping: evaluations (epochs, or every "
                                    "--eval-every steps) without a better validation accuracy "
@@ -210,6 +218,10 @@ class TrainConfig:
                f"must be in [0, {MAX_EPOCHS:,}]")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
                "must be in [0, 1)")
+        _check(0 <= self.hard_fraction <= 1, "hard_fraction", self.hard_fraction,
+               "must be in [0, 1] (0: off)")
+        _check(1 <= self.hard_pressure <= 1e6, "hard_pressure", self.hard_pressure,
+               "must be in [1, 1e6] (1: every image alike)")
         _check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", self.clip_grad,
                "must be > 0")
         _check(self.patience is None or self.patience > 0, "patience", self.patience,

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .build import Parts
 from .config import TrainConfig
+from .data.batches import hard_order
 from .errors import FmnistError
 from .evaluate import all_finite, loss_and_accuracy
 from .schedule import lr_factor
@@ -42,10 +43,16 @@ class State:
     best_epoch: int | None = None  # index in history of the best record (= its epoch when
     #                                 evaluating after every epoch); None: no validation yet
     bad_epochs: int = 0  # evaluations since the best one
+    # loss-weighted sampling (hard_fraction > 0) only: each training image's loss when last
+    # trained on (inf: not yet), and the order of the current epoch's images, drawn from the
+    # losses at its start (a run resumed mid-epoch carries on with the same order)
+    losses: torch.Tensor | None = None
+    order: torch.Tensor | None = None
 
     def to_dict(self) -> dict:
+        hard = {} if self.losses is None else {"losses": self.losses, "order": self.order}
         return {"history": self.history, "step": self.step, "best_acc": self.best_acc,
-                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+                "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs, **hard}
 
 
 class Store(Protocol):
@@ -69,6 +76,28 @@ class Fit:
 def epoch_seed(seed: int, epoch: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch)."""
     return seed * 1_000_003 + epoch
+
+
+def epoch_order(data, tc: TrainConfig, s: State, epoch: int, steps_per_epoch: int,
+                gen: torch.Generator, resumed: bool) -> torch.Tensor | None:
+    """The training images of an epoch, in order, under loss-weighted sampling (None: off,
+    the batches shuffle all of them). The first epoch is a shuffle of all, drawn from `gen`
+    as the batches would draw it; later ones come from hard_order, on a generator of their
+    own so that the augmentation's draws do not depend on whether the order was drawn or
+    (resumed mid-epoch) read back from the checkpoint."""
+    if tc.hard_fraction <= 0:
+        return None
+    if s.losses is None:
+        s.losses = torch.full((len(data.train),), math.inf, device=data.train.device)
+    if resumed and s.order is not None:
+        return s.order
+    if epoch <= 1:
+        s.order = torch.randperm(len(data.train), generator=gen)
+    else:
+        draw = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch) + 500_000)
+        s.order = hard_order(s.losses, tc.hard_fraction, tc.hard_pressure,
+                             steps_per_epoch * tc.batch_size, draw)
+    return s.order
 
 
 def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, seconds: float,
@@ -167,8 +196,10 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         bar = live["bar"] = _bar(
             progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
             desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
+        order = epoch_order(data, tc, s, epoch, steps_per_epoch, gen, resumed=skip > 0)
         for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
-                                                      augment=parts.augment, drop_last=True)):
+                                                      augment=parts.augment, drop_last=True,
+                                                      order=order)):
             if i < skip:  # the same order and augmentation draws as the run that was cut short
                 continue
             if s.step >= total_steps:
@@ -179,7 +210,12 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             # forward
             with parts.autocast():
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+            if order is None:
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing)
+            else:  # each image's loss, kept for the next epoch's draw
+                losses = F.cross_entropy(logits.float(), y, label_smoothing=tc.label_smoothing,
+                                         reduction="none")
+                loss = losses.mean()
             if on_cpu and not torch.isfinite(loss):  # (a GPU's loss: see check_finite)
                 diverged(f"loss became {loss.item()} at epoch {epoch}, step {s.step}", epoch)
             # backward
@@ -190,6 +226,9 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             # step
             opt.step()
             s.step += 1
+            if order is not None:
+                s.losses[order[i * tc.batch_size:(i + 1) * tc.batch_size].to(s.losses.device)] = \
+                    losses.detach()
             sums["loss"] += loss.detach() * len(y)
             sums["correct"] += (logits.detach().argmax(1) == y).sum()  # of augmented batches
             sums["n"] += len(y)

@@ -6,6 +6,8 @@ generator seeded per epoch, so an epoch is the same whether or not the run was r
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -51,11 +53,15 @@ class DeviceData:
 
     def batches(self, batch_size: int, *, shuffle: bool = False,
                 generator: torch.Generator | None = None, augment: Augment | None = None,
-                drop_last: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Yield (x (B, 1, 28, 28) float32, y (B,) int64) over the whole split."""
-        n = len(self)
-        order = (torch.randperm(n, generator=generator, device="cpu").to(self.device)
-                 if shuffle else None)
+                drop_last: bool = False, order: torch.Tensor | None = None,
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield (x (B, 1, 28, 28) float32, y (B,) int64) over the whole split, or over the
+        images `order` lists (indices, in that order: hard_order's), instead of a shuffle."""
+        if order is not None:
+            order = order.to(self.device)
+        elif shuffle:
+            order = torch.randperm(len(self), generator=generator, device="cpu").to(self.device)
+        n = len(self) if order is None else len(order)
         stop = n - n % batch_size if drop_last and n >= batch_size else n
         augmenting = augment is not None and augment.active
         if augmenting:
@@ -74,6 +80,26 @@ class DeviceData:
             if augmenting:
                 images = augment_batch(images, augment, draws=draws[:, start:start + len(images)])
             yield self.normalise(images), labels
+
+
+def hard_order(losses: torch.Tensor, fraction: float, pressure: float, count: int,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """`count` image indices for an epoch of loss-weighted sampling ("online batch
+    selection", Loshchilov & Hutter 2015, arXiv 1511.06343): passes of round(fraction * N)
+    images each, drawn without replacement within a pass, image i with weight
+    pressure ** (-rank_i / N), rank 0 the largest loss (the loss when the image was last
+    trained on; inf: never yet). The hardest image weighs `pressure` times the easiest; as
+    no image is drawn twice in a pass, the hardest ones fill most of every pass (seen up to
+    1/fraction times an epoch instead of once) and the easy ones come now and then.
+    losses: (N,) float, any device; returns (count,) int64 on the CPU."""
+    n = len(losses)
+    ranks = torch.empty(n, dtype=torch.float32)
+    ranks[losses.float().cpu().argsort(descending=True)] = torch.arange(n, dtype=torch.float32)
+    weights = torch.exp(ranks * (-math.log(pressure) / n))
+    k = max(1, min(n, round(fraction * n)))
+    passes = [torch.multinomial(weights, k, replacement=False, generator=generator)
+              for _ in range(-(-count // k))]
+    return torch.cat(passes)[:count] if passes else torch.empty(0, dtype=torch.int64)
 
 
 def draw_augment(aug: Augment, b: int, generator: torch.Generator | None) -> torch.Tensor:

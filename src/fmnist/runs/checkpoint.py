@@ -204,10 +204,11 @@ class RunStore:
             for group, peak in zip(parts.optimizer.param_groups, peaks):
                 group["lr"] = peak
             state = {k: ck[k] for k in ("history", "step", "best_acc", "best_epoch", "bad_epochs")}
+            state.update({k: ck[k] for k in ("losses", "order") if ck.get(k) is not None})
         except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
             raise RunError(f"{path}: incomplete or damaged checkpoint ({type(exc).__name__}); "
                            "train again") from None
-        problem = _state_problem(state)
+        problem = _state_problem(state) or _sampling_problem(state, parts)
         if problem:
             raise RunError(f"{path}: {problem}; use a checkpoint written by `fmnist train`")
         return state
@@ -265,6 +266,23 @@ def _optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | No
                     return f"{name!r} of parameter {pid} has shape {tuple(v.shape)}, not {tuple(shape[pid])}"
             elif not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)):
                 return f"{name!r} of parameter {pid} is {v!r}"
+    return None
+
+
+def _sampling_problem(state: dict, parts) -> str | None:
+    """What is wrong with a checkpoint's loss-weighted sampling state (loop.State's losses
+    and order) for the run it resumes, else None."""
+    n = len(parts.data.train) if parts.data is not None else None
+    losses, order = state.get("losses"), state.get("order")
+    if parts.config.train.hard_fraction > 0 and state["step"] > 0 and losses is None:
+        return "holds no per-image losses for its loss-weighted sampling"
+    if losses is not None and not (isinstance(losses, torch.Tensor) and losses.is_floating_point()
+                                   and losses.shape == (n,) and not losses.isnan().any()):
+        return f"its per-image losses are not {n} numbers"
+    if order is not None and not (
+            isinstance(order, torch.Tensor) and order.dtype == torch.int64 and order.ndim == 1
+            and (len(order) == 0 or 0 <= int(order.min()) and int(order.max()) < (n or 0))):
+        return "its epoch's order is not a list of training images"
     return None
 
 

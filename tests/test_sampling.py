@@ -1,0 +1,111 @@
+"""Loss-weighted sampling (--hard-fraction): the draw, the loop's use of it, and its resume."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fmnist import api, runs
+from fmnist.cli import main
+from fmnist.config import RunConfig
+from fmnist.data.batches import hard_order
+from fmnist.errors import ConfigError
+
+from conftest import cut_short
+from test_train import _edited_checkpoint, toy_config, without_time
+
+
+def test_a_pass_has_no_repeats_and_favours_the_hard_images():
+    n = 1000
+    losses = torch.linspace(0.0, 1.0, n)  # image n-1 the hardest, image 0 the easiest
+    gen = torch.Generator().manual_seed(0)
+    order = hard_order(losses, 0.25, 100.0, 40 * n, gen)  # 160 passes of 250 images
+    assert order.shape == (40 * n,) and order.dtype == torch.int64
+    for p in range(0, len(order), 250):  # without replacement within each pass
+        assert len(set(order[p:p + 250].tolist())) == 250
+    counts = torch.bincount(order, minlength=n).float()
+    # weights 100 ** (-rank / n): the hardest tenth is drawn in most passes, the easiest
+    # seldom, but nearly every image now and then (and none more than once a pass)
+    assert counts[-100:].mean() > 100 and counts[:100].mean() < 10
+    assert (counts > 0).float().mean() > 0.95 and counts.max() <= 160
+
+
+def test_pressure_one_is_a_uniform_draw_and_unseen_images_come_first():
+    losses = torch.full((400,), math.inf)
+    losses[:200] = torch.rand(200)
+    gen = torch.Generator().manual_seed(1)
+    counts = torch.bincount(hard_order(losses, 0.5, 1.0, 400 * 200, gen), minlength=400).float()
+    assert (counts - 200).abs().max() < 40  # each drawn in half the passes, about
+    # with pressure, images never trained on (inf) rank hardest
+    hard = torch.bincount(hard_order(losses, 0.5, 1e3, 400 * 50, gen), minlength=400).float()
+    assert hard[200:].mean() > 2 * hard[:200].mean()
+
+
+def test_a_count_that_is_not_whole_passes_and_the_same_draw_from_the_same_seed():
+    losses = torch.rand(100)
+    a = hard_order(losses, 0.3, 10.0, 77, torch.Generator().manual_seed(5))
+    b = hard_order(losses, 0.3, 10.0, 77, torch.Generator().manual_seed(5))
+    assert len(a) == 77 and torch.equal(a, b)
+    assert len(set(a[:30].tolist())) == 30  # a pass: 30 images
+
+
+def test_training_with_it_draws_the_hard_images_and_records_their_losses(toy, tmp_path):
+    config = toy_config(epochs=3, hard_fraction=0.3)
+    run = api.train(config, out=tmp_path / "run", plots=False)
+    assert len(run.history) == 4 and run.metrics["test_acc"] > 0.5
+    ck = runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    losses, order = ck["losses"], ck["order"]
+    assert losses.shape == (500,) and torch.isfinite(losses).all()  # 600 images - 100 for val
+    # the last epoch's order: 10 steps of 50, passes of 150 images, the harder ones more often
+    assert order.shape == (500,) and len(set(order[:150].tolist())) == 150
+    assert len(set(order.tolist())) < 500
+    # a plain run differs: its epochs are shuffles of every image
+    plain = api.train(toy_config(epochs=3), out=tmp_path / "plain", plots=False)
+    assert without_time(plain.history)[1:] != without_time(run.history)[1:]
+    assert "losses" not in runs.load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("key, value", [("epoch", 2), ("step", 12)])
+def test_a_resumed_run_ends_as_an_unbroken_one(toy, tmp_path, key, value):
+    # cut at an epoch's end (the next draw is from the saved losses) and mid-epoch (the
+    # saved order of the epoch goes on)
+    config = toy_config(epochs=3, hard_fraction=0.3, eval_every=4 if key == "step" else None
+                        ).replace(model={"name": "cnn"}, data={"augment": True})
+    whole = api.train(config, out=tmp_path / "whole", plots=False)
+    broken = cut_short(config, tmp_path / "broken", key, value)
+    resumed = api.resume(broken, plots=False)
+    assert without_time(resumed.history) == without_time(whole.history)
+    assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda p: p.pop("losses"), "holds no per-image losses"),
+    (lambda p: p.update(losses=torch.zeros(3)), "per-image losses are not 500 numbers"),
+    (lambda p: p.update(losses=torch.full((500,), math.nan)), "per-image losses are not 500"),
+    (lambda p: p.update(order=torch.tensor([0, 500])), "order is not a list of training images"),
+    (lambda p: p.update(order=torch.zeros(5)), "order is not a list of training images"),
+])
+def test_a_damaged_sampling_state_is_refused(toy, tmp_path, capsys, edit, needle):
+    broken = cut_short(toy_config(epochs=3, hard_fraction=0.3), tmp_path / "broken", "epoch", 2)
+    _edited_checkpoint(broken, edit)
+    assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fmnist: error: ") and needle in err[0], err
+
+
+@pytest.mark.parametrize("settings, needle", [
+    ({"hard_fraction": -0.1}, "hard_fraction=-0.1"),
+    ({"hard_fraction": 1.5}, "hard_fraction=1.5"),
+    ({"hard_pressure": 0.5}, "hard_pressure=0.5"),
+    ({"hard_pressure": math.inf}, "hard_pressure=inf"),
+])
+def test_impossible_settings_are_refused(settings, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        RunConfig().replace(train=settings)
+
+
+def test_the_flags_reach_the_config(capsys):
+    assert main(["train", "--dry-run", "--hard-fraction", "0.5", "--hard-pressure", "10"]) == 0
+    out = capsys.readouterr().out
+    assert '"hard_fraction": 0.5' in out and '"hard_pressure": 10.0' in out
