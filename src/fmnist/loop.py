@@ -108,7 +108,11 @@ def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, secon
     data = parts.data
     splits = {"train": data.train_eval, "val": data.val, **({"test": data.test} if tc.eval_test else {})}
     for name, split in splits.items():  # tta_shifts only at the final scoring: 3x the views
-        loss, acc = (loss_and_accuracy(parts.model, split, tc.eval_batch_size, parts.autocast, tc.tta)
+        # the training images without TTA: their curve shows how well the model fits them,
+        # and the mirror views would double a cost paid every epoch (tta's help: "validation
+        # and test alike")
+        tta = tc.tta and name != "train"
+        loss, acc = (loss_and_accuracy(parts.model, split, tc.eval_batch_size, parts.autocast, tta)
                      if len(split) else (None, None))
         record[f"{name}_loss"], record[f"{name}_acc"] = loss, acc
     return record
