@@ -109,3 +109,13 @@ def test_the_flags_reach_the_config(capsys):
     assert main(["train", "--dry-run", "--hard-fraction", "0.5", "--hard-pressure", "10"]) == 0
     out = capsys.readouterr().out
     assert '"hard_fraction": 0.5' in out and '"hard_pressure": 10.0' in out
+
+
+def test_the_headline_names_the_epoch_of_the_weights_scored(toy, tmp_path):
+    # with select=last the best epoch by validation is still recorded (here made epoch 1),
+    # but the headline must name the last epoch, whose weights were scored
+    last = api.train(toy_config(epochs=3, select="last"), out=tmp_path / "last", plots=False)
+    last.metrics["best_epoch"] = 1
+    assert "last weights, epoch 3," in last.headline()
+    best = api.train(toy_config(epochs=3), out=tmp_path / "best", plots=False)
+    assert f"best weights, epoch {best.metrics['best_epoch']}," in best.headline()

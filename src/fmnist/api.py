@@ -71,8 +71,12 @@ class Run:
     def headline(self) -> str:
         """What `fmnist train` prints at the end."""
         m = self.metrics
+        # the epoch of the weights scored: the last one's unless the best were kept (the
+        # best epoch by validation is recorded either way, but "last weights, epoch 7" of 10
+        # would name weights that were not scored)
+        epoch = m["best_epoch"] if m["weights"] == "best" and m["best_epoch"] else m["epochs_run"]
         return (f"test accuracy {100 * m['test_acc']:.2f}%  (loss {m['test_loss']:.4f}, "
-                f"{m['weights']} weights, epoch {m['best_epoch'] or m['epochs_run']}, "
+                f"{m['weights']} weights, epoch {epoch}, "
                 f"{m['train_seconds']:.1f}s of training on {m['device']})\nrun directory: {self.dir}")
 
     def predict(self, images: np.ndarray, batch_size: int = 1000) -> np.ndarray:
