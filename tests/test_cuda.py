@@ -42,9 +42,11 @@ def test_gpu_run_learns_and_opens_on_the_cpu(toy, tmp_path):
     assert (on_cpu.predict(images).argmax(1) == run.predict(images).argmax(1)).mean() >= 0.95
 
 
-def test_gpu_run_cut_short_resumes_to_the_same_numbers(toy, tmp_path):
-    # fp32 mlp: cuBLAS matmuls are deterministic for a fixed configuration
-    config = gpu_config(epochs=3, precision="fp32").replace(model={"name": "mlp"})
+@pytest.mark.parametrize("hard", [0.0, 0.3])
+def test_gpu_run_cut_short_resumes_to_the_same_numbers(toy, tmp_path, hard):
+    # fp32 mlp: cuBLAS matmuls are deterministic for a fixed configuration; with loss-weighted
+    # sampling (hard 0.3) the per-image losses live on the GPU and go into the checkpoint
+    config = gpu_config(epochs=3, precision="fp32", hard_fraction=hard).replace(model={"name": "mlp"})
     whole = api.train(config, out=tmp_path / "whole", plots=False)
     cut = cut_short(config, tmp_path / "cut", "epoch", 1)
     resumed = api.resume(cut, plots=False)

@@ -201,7 +201,8 @@ def test_every_config_field_has_a_flag_with_its_default(capsys):
         for f in dataclasses.fields(cls):
             flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             assert flag in text, flag
-    assert "(default: 8)" in text and "(default: 0.4)" in text  # the default recipe's epochs, lr
+    assert "(default: 4)" in text and "(default: 0.4)" in text  # the default recipe's epochs, lr
+    assert "(default: 0.25)" in text  # and its --hard-fraction
     assert "(default: onecycle)" in text
 
 

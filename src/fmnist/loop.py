@@ -201,9 +201,11 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
             desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
         order = epoch_order(data, tc, s, epoch, steps_per_epoch, gen, resumed=skip > 0)
+        # on the device once an epoch: a copy from the CPU every step would wait for a GPU's queue
+        placed = order.to(data.train.device) if order is not None else None
         for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
                                                       augment=parts.augment, drop_last=True,
-                                                      order=order)):
+                                                      order=placed)):
             if i < skip:  # the same order and augmentation draws as the run that was cut short
                 continue
             if s.step >= total_steps:
@@ -231,8 +233,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             opt.step()
             s.step += 1
             if order is not None:
-                s.losses[order[i * tc.batch_size:(i + 1) * tc.batch_size].to(s.losses.device)] = \
-                    losses.detach()
+                s.losses[placed[i * tc.batch_size:(i + 1) * tc.batch_size]] = losses.detach()
             sums["loss"] += loss.detach() * len(y)
             sums["correct"] += (logits.detach().argmax(1) == y).sum()  # of augmented batches
             sums["n"] += len(y)
