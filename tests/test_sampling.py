@@ -97,6 +97,7 @@ def test_a_damaged_sampling_state_is_refused(toy, tmp_path, capsys, edit, needle
 @pytest.mark.parametrize("settings, needle", [
     ({"hard_fraction": -0.1}, "hard_fraction=-0.1"),
     ({"hard_fraction": 1.5}, "hard_fraction=1.5"),
+    ({"hard_fraction": 0.001}, "hard_fraction=0.001"),
     ({"hard_pressure": 0.5}, "hard_pressure=0.5"),
     ({"hard_pressure": math.inf}, "hard_pressure=inf"),
 ])

@@ -218,8 +218,9 @@ class TrainConfig:
                f"must be in [0, {MAX_EPOCHS:,}]")
         _check(0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing,
                "must be in [0, 1)")
-        _check(0 <= self.hard_fraction <= 1, "hard_fraction", self.hard_fraction,
-               "must be in [0, 1] (0: off)")
+        # below 1%, a pass of a few images would make an epoch thousands of draws
+        _check(self.hard_fraction == 0 or 0.01 <= self.hard_fraction <= 1, "hard_fraction",
+               self.hard_fraction, "must be 0 (off) or in [0.01, 1]")
         _check(1 <= self.hard_pressure <= 1e6, "hard_pressure", self.hard_pressure,
                "must be in [1, 1e6] (1: every image alike)")
         _check(self.clip_grad is None or self.clip_grad > 0, "clip_grad", self.clip_grad,
