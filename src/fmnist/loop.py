@@ -89,10 +89,11 @@ def epoch_order(data, tc: TrainConfig, s: State, epoch: int, steps_per_epoch: in
         return None
     if s.losses is None:
         s.losses = torch.full((len(data.train),), math.inf, device=data.train.device)
-    if resumed and s.order is not None:
-        return s.order
-    if epoch <= 1:
+    if epoch <= 1:  # drawn again even when resumed mid-epoch (the saved order is this one):
+        # the augmentation draws that follow on `gen` must come after it, as they did
         s.order = torch.randperm(len(data.train), generator=gen)
+    elif resumed and s.order is not None:
+        return s.order
     else:
         draw = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch) + 500_000)
         s.order = hard_order(s.losses, tc.hard_fraction, tc.hard_pressure,
