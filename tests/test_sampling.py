@@ -129,3 +129,12 @@ def test_a_run_resumed_within_its_first_epoch_ends_as_an_unbroken_one(toy, tmp_p
     whole = api.train(config, out=tmp_path / "whole", plots=False)
     resumed = api.resume(cut_short(config, tmp_path / "broken", "step", 4), plots=False)
     assert without_time(resumed.history) == without_time(whole.history)
+
+
+def test_a_split_smaller_than_a_batch_is_one_batch_of_all_of_it(toy, tmp_path):
+    # 500 training images, batches of 1000: every epoch one step on the 500, as a plain run
+    run = api.train(toy_config(epochs=3, batch_size=1000, hard_fraction=0.3),
+                    out=tmp_path / "run", plots=False)
+    assert [r["step"] for r in run.history] == [0, 1, 2, 3]
+    order = runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")["order"]
+    assert order.shape == (500,) and len(set(order[:150].tolist())) == 150

@@ -78,6 +78,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def epoch_images(n: int, batch_size: int) -> int:
+    """How many images an epoch of drop_last batches trains on."""
+    return n if n < batch_size else n - n % batch_size
+
+
 def epoch_order(data, tc: TrainConfig, s: State, epoch: int, steps_per_epoch: int,
                 gen: torch.Generator, resumed: bool) -> torch.Tensor | None:
     """The training images of an epoch, in order, under loss-weighted sampling (None: off,
@@ -96,8 +101,10 @@ def epoch_order(data, tc: TrainConfig, s: State, epoch: int, steps_per_epoch: in
         return s.order
     else:
         draw = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch) + 500_000)
+        # as many images as a plain epoch trains on: a split smaller than a batch is one
+        # batch of all of it, not a batch of batch_size with images repeated in it
         s.order = hard_order(s.losses, tc.hard_fraction, tc.hard_pressure,
-                             steps_per_epoch * tc.batch_size, draw)
+                             epoch_images(len(data.train), tc.batch_size), draw)
     return s.order
 
 
