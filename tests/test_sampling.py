@@ -81,10 +81,13 @@ def test_a_resumed_run_ends_as_an_unbroken_one(toy, tmp_path, key, value):
 
 @pytest.mark.parametrize("edit, needle", [
     (lambda p: p.pop("losses"), "holds no per-image losses"),
-    (lambda p: p.update(losses=torch.zeros(3)), "per-image losses are not 500 numbers"),
+    (lambda p: p.update(losses=torch.zeros(3)), "per-image losses are not 500 float32 numbers"),
     (lambda p: p.update(losses=torch.full((500,), math.nan)), "per-image losses are not 500"),
     (lambda p: p.update(order=torch.tensor([0, 500])), "order is not a list of training images"),
     (lambda p: p.update(order=torch.zeros(5)), "order is not a list of training images"),
+    (lambda p: p.update(losses=p["losses"].half()), "per-image losses are not 500 float32"),
+    (lambda p: p.update(losses=p["losses"].double()), "per-image losses are not 500 float32"),
+    (lambda p: p.update(losses=p["losses"].clone().requires_grad_()), "per-image losses are not"),
 ])
 def test_a_damaged_sampling_state_is_refused(toy, tmp_path, capsys, edit, needle):
     broken = cut_short(toy_config(epochs=3, hard_fraction=0.3), tmp_path / "broken", "epoch", 2)
@@ -138,3 +141,17 @@ def test_a_split_smaller_than_a_batch_is_one_batch_of_all_of_it(toy, tmp_path):
     assert [r["step"] for r in run.history] == [0, 1, 2, 3]
     order = runs.load_checkpoint(tmp_path / "run" / "checkpoint.pt")["order"]
     assert order.shape == (500,) and len(set(order[:150].tolist())) == 150
+
+
+@pytest.mark.parametrize("edit", [lambda p: p.update(order=p["order"][:3]),
+                                  lambda p: p.update(order=p["order"][:0]),
+                                  lambda p: p.pop("order")])
+def test_a_mid_epoch_checkpoint_without_its_epochs_order_is_refused(toy, tmp_path, capsys, edit):
+    # resumed mid-epoch, a short order would end the epoch early (and the run short of its
+    # steps, with no final record), a missing one draw another: refused, not trained on
+    broken = cut_short(toy_config(epochs=3, hard_fraction=0.3, eval_every=4), tmp_path / "b",
+                       "step", 12)
+    _edited_checkpoint(broken, edit)
+    assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "order is not the 500 images of an epoch" in err[0], err

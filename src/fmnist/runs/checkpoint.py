@@ -211,6 +211,8 @@ class RunStore:
         problem = _state_problem(state) or _sampling_problem(state, parts)
         if problem:
             raise RunError(f"{path}: {problem}; use a checkpoint written by `fmnist train`")
+        if state.get("losses") is not None:  # a tensor of its own: the loop writes into it
+            state["losses"] = state["losses"].detach().clone(memory_format=torch.contiguous_format)
         return state
 
     def remove_checkpoints(self) -> None:
@@ -272,17 +274,29 @@ def _optimizer_problem(saved: Any, optimizer: torch.optim.Optimizer) -> str | No
 def _sampling_problem(state: dict, parts) -> str | None:
     """What is wrong with a checkpoint's loss-weighted sampling state (loop.State's losses
     and order) for the run it resumes, else None."""
+    from ..loop import epoch_images
+
+    tc = parts.config.train
     n = len(parts.data.train) if parts.data is not None else None
     losses, order = state.get("losses"), state.get("order")
-    if parts.config.train.hard_fraction > 0 and state["step"] > 0 and losses is None:
+    if tc.hard_fraction > 0 and state["step"] > 0 and losses is None:
         return "holds no per-image losses for its loss-weighted sampling"
-    if losses is not None and not (isinstance(losses, torch.Tensor) and losses.is_floating_point()
+    # float32, as the loop writes each batch's losses into it (a half or double tensor, or one
+    # that requires grad, would fail there with a traceback)
+    if losses is not None and not (isinstance(losses, torch.Tensor)
+                                   and losses.dtype == torch.float32 and not losses.requires_grad
                                    and losses.shape == (n,) and not losses.isnan().any()):
-        return f"its per-image losses are not {n} numbers"
+        return f"its per-image losses are not {n} float32 numbers"
     if order is not None and not (
             isinstance(order, torch.Tensor) and order.dtype == torch.int64 and order.ndim == 1
             and (len(order) == 0 or 0 <= int(order.min()) and int(order.max()) < (n or 0))):
         return "its epoch's order is not a list of training images"
+    if tc.hard_fraction > 0 and n:
+        per_epoch = max(n // tc.batch_size, 1)
+        if state["step"] % per_epoch:  # mid-epoch: the rest of the epoch goes on in its order
+            want = n if state["step"] < per_epoch else epoch_images(n, tc.batch_size)
+            if order is None or len(order) != want:
+                return f"its epoch's order is not the {want} images of an epoch"
     return None
 
 
