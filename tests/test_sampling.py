@@ -155,3 +155,11 @@ def test_a_mid_epoch_checkpoint_without_its_epochs_order_is_refused(toy, tmp_pat
     assert main(["train", "--resume", str(broken), "--no-plots", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "order is not the 500 images of an epoch" in err[0], err
+
+
+def test_an_image_twice_in_a_batch_keeps_its_larger_loss():
+    from fmnist.loop import keep_losses
+
+    kept = torch.full((5,), math.inf)
+    keep_losses(kept, torch.tensor([3, 1, 3, 0]), torch.tensor([0.5, 2.0, 0.75, 1.0]))
+    assert kept.tolist() == [1.0, 2.0, math.inf, 0.75, math.inf]

@@ -78,6 +78,13 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+def keep_losses(kept: torch.Tensor, idx: torch.Tensor, losses: torch.Tensor) -> None:
+    """kept[idx] = losses, in place, where a batch may hold an image twice (a pass of
+    hard_order ends inside it): `kept[idx] = ...` leaves which of the two is kept undefined
+    (a GPU's threads race), so the larger is kept, the same on every device and run."""
+    kept.scatter_reduce_(0, idx, losses.detach(), reduce="amax", include_self=False)
+
+
 def epoch_images(n: int, batch_size: int) -> int:
     """How many images an epoch of drop_last batches trains on."""
     return n if n < batch_size else n - n % batch_size
@@ -241,7 +248,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
             opt.step()
             s.step += 1
             if order is not None:
-                s.losses[placed[i * tc.batch_size:(i + 1) * tc.batch_size]] = losses.detach()
+                keep_losses(s.losses, placed[i * tc.batch_size:(i + 1) * tc.batch_size], losses)
             sums["loss"] += loss.detach() * len(y)
             sums["correct"] += (logits.detach().argmax(1) == y).sum()  # of augmented batches
             sums["n"] += len(y)
