@@ -94,7 +94,8 @@ def hard_order(losses: torch.Tensor, fraction: float, pressure: float, count: in
     losses: (N,) float, any device; returns (count,) int64 on the CPU."""
     n = len(losses)
     ranks = torch.empty(n, dtype=torch.float32)
-    ranks[losses.float().cpu().argsort(descending=True)] = torch.arange(n, dtype=torch.float32)
+    ranks[losses.float().cpu().argsort(descending=True, stable=True)] = torch.arange(
+        n, dtype=torch.float32)  # stable: ties (the images not yet seen) in a fixed order
     weights = torch.exp(ranks * (-math.log(pressure) / n))
     k = max(1, min(n, round(fraction * n)))
     passes = [torch.multinomial(weights, k, replacement=False, generator=generator)
