@@ -24,6 +24,7 @@ def main() -> int:
 
     import numpy as np
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     from fmnist import runs
     from fmnist.plots.style import TRAIN, VAL, save_figure, series
@@ -46,6 +47,7 @@ def main() -> int:
                          f"{val[-1]:.2f}{'%' if key == 'acc' else ''}", fontsize=9)
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, not 1.5
             if row == 1:
                 ax.set_xlabel("epoch")
                 ax.legend(fontsize=8, loc="lower right")
