@@ -90,8 +90,8 @@ def epoch_images(n: int, batch_size: int) -> int:
     return n if n < batch_size else n - n % batch_size
 
 
-def epoch_order(data, tc: TrainConfig, s: State, epoch: int, steps_per_epoch: int,
-                gen: torch.Generator, resumed: bool) -> torch.Tensor | None:
+def epoch_order(data, tc: TrainConfig, s: State, epoch: int, gen: torch.Generator,
+                resumed: bool) -> torch.Tensor | None:
     """The training images of an epoch, in order, under loss-weighted sampling (None: off,
     the batches shuffle all of them). The first epoch is a shuffle of all, drawn from `gen`
     as the batches would draw it; later ones come from hard_order, on a generator of their
@@ -215,7 +215,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         bar = live["bar"] = _bar(
             progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
             desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
-        order = epoch_order(data, tc, s, epoch, steps_per_epoch, gen, resumed=skip > 0)
+        order = epoch_order(data, tc, s, epoch, gen, resumed=skip > 0)
         # on the device once an epoch: a copy from the CPU every step would wait for a GPU's queue
         placed = order.to(data.train.device) if order is not None else None
         for i, (x, y) in enumerate(data.train.batches(tc.batch_size, shuffle=True, generator=gen,
