@@ -491,6 +491,25 @@ def test_tta_shifts_score_the_test_set_but_never_choose_an_epoch(toy, tmp_path, 
         float((want.argmax(1) == data.labels).float().mean()))
 
 
+def test_tta_scores_validation_after_each_epoch_but_not_before_the_first_step(toy, tmp_path,
+                                                                              monkeypatch):
+    import fmnist.loop as loop
+
+    seen = []  # (split length, tta) of each per-epoch scoring
+    real = loop.loss_and_accuracy
+
+    def spy(model, split, batch_size, autocast, tta=False, shifts=False):
+        seen.append((len(split), tta))
+        return real(model, split, batch_size, autocast, tta, shifts)
+    monkeypatch.setattr(loop, "loss_and_accuracy", spy)
+    run = api.train(toy_config(epochs=2, tta=True), out=tmp_path / "run", plots=False)
+    n_val = len(run.parts.data.val)
+    val_views = [tta for n, tta in seen if n == n_val]
+    assert n_val and val_views == [False, True, True]  # step 0, then epochs 1 and 2
+    # the untrained model's record is still a full one, at chance for a 10-class toy
+    assert run.history[0]["step"] == 0 and run.history[0]["val_acc"] is not None
+
+
 def _edited_config(folder, part: str, **values) -> None:
     path = folder / "config.json"
     saved = json.loads(path.read_text())

@@ -310,9 +310,10 @@ def _last(history: list[dict], key: str):
 
 
 # A watched run's curves.png is redrawn after an epoch at most this often: drawing costs
-# ~0.2 s (matplotlib's import once more), 3% of a 60-second run if done every epoch; the
-# finished run's figures are drawn by draw_run in any case.
-CURVES_EVERY_S = 30.0
+# ~0.35 s (0.9 s with matplotlib's first import), 3% of a 60-second run if done every epoch;
+# the finished run's figures are drawn by draw_run in any case. A minute apart: a run that
+# ends within it (the default recipe's) draws its curves once, at the end.
+CURVES_EVERY_S = 60.0
 
 
 def _curves_drawer(run_dir: Path, every_s: float = CURVES_EVERY_S) -> Callable[[list[dict]], None]:

@@ -125,8 +125,9 @@ def score(parts: Parts, tc: TrainConfig, epoch: int, step: int, lr: float, secon
     for name, split in splits.items():  # tta_shifts only at the final scoring: 3x the views
         # the training images without TTA: their curve shows how well the model fits them,
         # and the mirror views would double a cost paid every epoch (tta's help: "validation
-        # and test alike")
-        tta = tc.tta and name != "train"
+        # and test alike"). Nor before the first step: the untrained model scores chance
+        # either way, is never chosen, and the views cost ~0.45 s, ~1% of the default run
+        tta = tc.tta and name != "train" and step > 0
         loss, acc = (loss_and_accuracy(parts.model, split, tc.eval_batch_size, parts.autocast, tta)
                      if len(split) else (None, None))
         record[f"{name}_loss"], record[f"{name}_acc"] = loss, acc
