@@ -52,7 +52,7 @@ register_recipe(Recipe(
     expected="93.17 +/- 0.08% test (seeds 0-2: 93.09, 93.24, 93.19%), 59.5 s whole process "
     "(median; 58.0-65.3 s; 46.4-53.1 s of it training) on 2 cores of a shared Intel Xeon VM "
     "(bf16), 2026-12-02, and 65.6 s (58.9-66.4) half an hour later, 61.4 s (58.2-65.3) and "
-    "56.3 s (53.9-58.2) two hours later; with the random crop it had until then: 92.91 +/- 0.15% in 62.1 s "
+    "56.3 s (53.9-58.2) two hours later, 47.6 s (45.4-50.7) and 60.2 s (56.3-60.2) later still; with the random crop it had until then: 92.91 +/- 0.15% in 62.1 s "
     "(a slower hour) and 92.95 +/- 0.11% in 52.4 s (a quicker one)",
     chosen="crop padding 0 (flips only; 2026-12-02; validation, seeds 0-5, 1 thread, the recipe "
     "otherwise): 93.16, 93.48, 93.50, 93.52, 93.28, 93.36% (mean 93.38%) against the 1-pixel "
@@ -118,7 +118,7 @@ register_recipe(Recipe(
                "eval_subset": 5000}},
     expected="88.64 +/- 0.15% test (seeds 0-2), 3.7 s whole process (median, two "
     "benchmark runs) on 2 cores of a shared Intel Xeon VM (bf16); 4.4 and 5.2 s in a slow hour "
-    "(2026-12-02, `import torch` alone 1.8-2.5 s)",
+    "(2026-12-02, `import torch` alone 1.8-2.5 s), then 4.7 and 4.9 s",
     chosen="val accuracy, mean of seeds 0-2, at batch 512, Adam 8e-3, beta2 0.99: 6 epochs "
     "88.94%, 7 epochs 89.29%, 8 epochs 89.48%, 10 epochs 89.50%: 7, the fewest within 0.25 "
     "of the plateau (8 epochs took 4.8 s whole process, over the 4-s target); one seed each: "
