@@ -12,7 +12,6 @@ one process so that the machine's drift hits both alike.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from fmnist import layers
+from fmnist.device import cpu_name
 from fmnist.layers import SMALL_MAP, weight_grad_3x3
 from fmnist.models import build_model
 from inference import median_seconds  # benchmarks/inference.py, beside this script
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, batch {args.batch}, median of "
+          f"{cpu_name()}, batch {args.batch}, median of "
           f"{args.repeats}; ms for one weight gradient; GEMM route on maps <= {SMALL_MAP} px")
     print(f"{'layer':>16} {'dtype':>6} {'oneDNN':>8} {'GEMM':>8} {'GEMM/oneDNN':>12}")
     for c_in, c_out, side in SHAPES:

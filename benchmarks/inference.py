@@ -14,7 +14,6 @@ All in one process and one sitting, so the ratios compare on a shared machine.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
@@ -41,6 +40,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=50, help="batch-1 calls timed (default: 50)")
     args = ap.parse_args()
 
+    from fmnist.device import cpu_name
     from fmnist.export.onnx import (INPUT, PixelModel, export_proto, finish_proto, pixel_model,
                                     session)
 
@@ -72,7 +72,7 @@ def main() -> None:
     if run is not None:
         runners["torch as run"] = lambda x: run.predict(x)
     print(f"{name}, {args.threads} thread(s), torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}; {len(images):,} images")
+          f"{cpu_name()}; {len(images):,} images")
     print(f"{'':14} {'batch-1 latency':>16} {'throughput':>16}")
     results = {}
     for label, fn in runners.items():

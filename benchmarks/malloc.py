@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -119,7 +118,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child[0], args.child[1] == "kept")
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+    from fmnist.device import cpu_name
+
+    print(f"{cpu_name()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {args.repeats} pairs, order alternating")
     for case in CASES:
         rows = {"system": [], "kept": []}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import statistics
 import time
 from contextlib import nullcontext
@@ -22,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fmnist.device import cpu_name
 from fmnist.models import MODELS, build_model, count_parameters
 
 
@@ -89,7 +89,7 @@ def main() -> None:
         variants.append(("bf16+cl", True, True))
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, batch {args.batch}, "
+          f"{cpu_name()}, batch {args.batch}, "
           f"median of {args.repeats} x {args.steps} steps; images/s")
     head = f"{'model':8} {'params':>10} " + " ".join(
         f"{v + ' train':>12} {v + ' eval':>12}" for v, _, _ in variants)
@@ -114,7 +114,7 @@ def main() -> None:
 
     if args.json:
         meta = {"torch": torch.__version__, "threads": torch.get_num_threads(),
-                "cpu": platform.processor(), "batch": args.batch,
+                "cpu": cpu_name(), "batch": args.batch,
                 "repeats": args.repeats, "steps": args.steps}
         with open(args.json, "w") as f:
             json.dump({"conditions": meta, "results": results}, f, indent=2)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -89,7 +88,9 @@ def main() -> int:
     env = {**os.environ, "FMNIST_DATA": data, "PYTHONPATH": str(REPO / "src")}
     import torch
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+    from fmnist.device import cpu_name
+
+    machine = f"{cpu_name()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
     if torch.cuda.is_available():
         machine += f", {torch.cuda.get_device_name(0)}"
     print(machine)

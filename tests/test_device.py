@@ -59,3 +59,18 @@ def test_keep_freed_memory_runs_once_a_process():
     first = device.keep_freed_memory()
     assert device.keep_freed_memory() is first  # cached: mallopt is called once
     assert device.keep_freed_memory.cache_info().hits >= 1
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B45\n"
+                       "flags\t\t: fpu avx512_bf16\n")
+    real_open = open
+    monkeypatch.setattr(device, "open", lambda path, *a, **k: real_open(
+        cpuinfo if path == "/proc/cpuinfo" else path, *a, **k), raising=False)
+    assert device.cpu_name() == "AMD EPYC 9B45"
+
+    def missing(path, *a, **k):  # not Linux: no /proc
+        raise FileNotFoundError(path)
+    monkeypatch.setattr(device, "open", missing, raising=False)
+    assert device.cpu_name() == (platform.processor() or platform.machine())

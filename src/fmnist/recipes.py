@@ -49,9 +49,11 @@ register_recipe(Recipe(
     {"data": {"crop_pad": 0}, "optim": {"lr": 0.4},
      "train": {"epochs": 4, "warmup_epochs": 1.5, "label_smoothing": 0.2, "tta": True,
                "eval_subset": 2000, "hard_fraction": 0.25, "hard_pressure": 100.0}},
-    expected="93.17 +/- 0.08% test (seeds 0-2: 93.09, 93.24, 93.19%), 59.5 s whole process "
-    "(median; 58.0-65.3 s; 46.4-53.1 s of it training) on 2 cores of a shared Intel Xeon VM "
-    "(bf16), 2026-12-02, and 65.6 s (58.9-66.4) half an hour later, 61.4 s (58.2-65.3) and "
+    expected="93.10 +/- 0.13% test (seeds 0-2: 93.07, 92.99, 93.24%), 37.3 s whole process "
+    "(median; 36.8-37.5 s; 29.5-30.6 s of it training) on 2 cores of a shared AMD EPYC (Zen 5) "
+    "VM (bf16), 2026-12-02 14:05 UTC, and 35.1 s (34.6-37.5) just before. On 2 cores of a "
+    "shared Intel Xeon VM (AMX, bf16): 93.17 +/- 0.08% (93.09, 93.24, 93.19%), 59.5 s "
+    "(58.0-65.3 s; 46.4-53.1 s training) at 06:20 UTC, and 65.6 s (58.9-66.4) half an hour later, 61.4 s (58.2-65.3) and "
     "56.3 s (53.9-58.2) two hours later, 47.6 s (45.4-50.7) and 60.2 s (56.3-60.2) later still; with the random crop it had until then: 92.91 +/- 0.15% in 62.1 s "
     "(a slower hour) and 92.95 +/- 0.11% in 52.4 s (a quicker one)",
     chosen="crop padding 0 (flips only; 2026-12-02; validation, seeds 0-5, 1 thread, the recipe "
@@ -116,8 +118,9 @@ register_recipe(Recipe(
      "optim": {"name": "adam", "lr": 8e-3, "weight_decay": 0.0, "kwargs": {"beta2": 0.99}},
      "train": {"epochs": 7, "batch_size": 512, "warmup_epochs": 0.5, "label_smoothing": 0.0,
                "eval_subset": 5000}},
-    expected="88.64 +/- 0.15% test (seeds 0-2), 3.7 s whole process (median, two "
-    "benchmark runs) on 2 cores of a shared Intel Xeon VM (bf16); 4.4 and 5.2 s in a slow hour "
+    expected="88.72 +/- 0.13% test (seeds 0-2), 3.2 s whole process (median; 3.1 s in a "
+    "second run) on 2 cores of a shared AMD EPYC (Zen 5) VM (bf16), 2026-12-02; on a shared "
+    "Intel Xeon VM (AMX): 88.64 +/- 0.15%, 3.7 s (two benchmark runs); 4.4 and 5.2 s in a slow hour "
     "(2026-12-02, `import torch` alone 1.8-2.5 s), then 4.7 and 4.9 s",
     chosen="val accuracy, mean of seeds 0-2, at batch 512, Adam 8e-3, beta2 0.99: 6 epochs "
     "88.94%, 7 epochs 89.29%, 8 epochs 89.48%, 10 epochs 89.50%: 7, the fewest within 0.25 "
@@ -154,9 +157,10 @@ register_recipe(Recipe(
      "train": {"epochs": 40, "warmup_epochs": 4.0, "label_smoothing": 0.2, "tta": True,
                "tta_shifts": True, "eval_subset": 2000, "eval_every": 468,
                "hard_fraction": 0.25, "hard_pressure": 100.0}},
-    expected="94.64 +/- 0.09% test (seeds 0-2: 94.58, 94.75, 94.60%), 517 s whole process "
-    "(median; 516-519 s; 498-501 s of it training) on 2 cores of a shared Intel Xeon VM "
-    "(bf16) in a slow hour (12.5 s an epoch)",
+    expected="94.61 +/- 0.09% test (seeds 0-2: 94.57, 94.54, 94.71%), 325 s whole process "
+    "(median; 320-327 s; 312-319 s of it training) on 2 cores of a shared AMD EPYC (Zen 5) "
+    "VM (bf16), 2026-12-02; 94.64 +/- 0.09% (94.58, 94.75, 94.60%), 517 s (516-519 s) on a "
+    "shared Intel Xeon VM (AMX) in a slow hour (12.5 s an epoch)",
     chosen="chosen on validation, then trained on every image: nothing is held out, so the "
     "last weights are scored (settings and epochs were fixed on the 5,000-image split before; "
     "benchmarks/choose_recipes.py adds it back). Loss-weighted sampling at fraction 0.25 "
