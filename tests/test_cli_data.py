@@ -201,3 +201,16 @@ def test_bad_flags_exit_2(argv, capsys):
     assert "Traceback" not in err and "usage:" in err
     if "kmnist" in argv:
         assert "invalid choice: 'kmnist'" in err and "fashion-mnist" in err
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("command", ["info", "verify"])
+def test_data_commands_that_draw_nothing_do_not_import_matplotlib(real_data_dir, command):
+    # matplotlib costs ~0.5 s to import: only `fmnist data show` draws
+    code = ("import sys\nfrom fmnist.cli import main\n"
+            f"assert main(['data', {command!r}, '--data-dir', {str(real_data_dir)!r}]) == 0\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported'\n"
+            "assert 'tqdm' not in sys.modules, 'tqdm imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")})
+    assert done.returncode == 0, done.stderr[-500:]

@@ -21,7 +21,6 @@ READER_DATA_DIR = "the data set's folder (default: the run's, where it exists, e
 # ---------------------------------------------------------------- fmnist data ...
 def cmd_data(args) -> None:
     from . import data
-    from .plots import draw_samples
 
     if args.data_cmd == "get":
         folder = data.get_verified(args.dataset, args.data_dir, progress=not args.quiet)
@@ -34,6 +33,8 @@ def cmd_data(args) -> None:
     elif args.data_cmd == "info":
         print(data.describe(args.dataset, args.data_dir))
     else:
+        from .plots import draw_samples  # matplotlib: only the command that draws imports it
+
         path = draw_samples(args.dataset, args.split, args.out, args.data_dir, args.per_class, args.seed)
         print(f"wrote {path}")
 

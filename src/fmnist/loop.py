@@ -20,6 +20,8 @@ from .config import TrainConfig
 from .data.batches import hard_order
 from .errors import FmnistError
 from .evaluate import all_finite, loss_and_accuracy
+from .progress import NoBar
+from .progress import bar as progress_bar
 from .schedule import lr_factor
 
 Log = Callable[[str], None]
@@ -183,7 +185,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
     # record also checks the weights (a finite loss can still take a step to inf), so no
     # checkpoint holds weights a NaN reached.
     on_cpu = device.type == "cpu"
-    live = {"bar": _NoBar()}  # the epoch's progress bar, closed before an error is raised
+    live = {"bar": NoBar()}  # the epoch's progress bar, closed before an error is raised
 
     def diverged(what: str, epoch: int) -> None:
         live["bar"].close()
@@ -213,7 +215,7 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         torch.manual_seed(step_seed(tc.seed, s.step) if skip else epoch_seed(tc.seed, epoch))
         gen = torch.Generator().manual_seed(epoch_seed(tc.seed, epoch))  # order, augmentation
         model.train()
-        bar = live["bar"] = _bar(
+        bar = live["bar"] = progress_bar(
             progress, total=min(steps_per_epoch, total_steps - s.step + skip), initial=skip,
             desc=f"epoch {epoch}/{epochs}", leave=False, unit="step", dynamic_ncols=True)
         order = epoch_order(data, tc, s, epoch, gen, resumed=skip > 0)
@@ -275,21 +277,6 @@ def fit(parts: Parts, tc: TrainConfig, *, state: State | None = None, store: Sto
         if s.step >= total_steps:
             break
     return Fit(s.history, s.best_epoch, stopped_early)
-
-
-class _NoBar:
-    """A progress bar that shows nothing: tqdm is imported only where a bar is drawn."""
-
-    def update(self, *_a) -> None: ...
-    def set_postfix(self, **_kw) -> None: ...
-    def close(self) -> None: ...
-
-
-def _bar(progress: bool, **kw):
-    if not progress:
-        return _NoBar()
-    from tqdm import tqdm
-    return tqdm(**kw)
 
 
 def _mean_loss(sums: dict) -> float:

@@ -50,12 +50,10 @@ register_recipe(Recipe(
      "train": {"epochs": 4, "warmup_epochs": 1.5, "label_smoothing": 0.2, "tta": True,
                "eval_subset": 2000, "hard_fraction": 0.25, "hard_pressure": 100.0}},
     expected="93.10 +/- 0.13% test (seeds 0-2: 93.07, 92.99, 93.24%), 37.3 s whole process "
-    "(median; 36.8-37.5 s; 29.5-30.6 s of it training) on 2 cores of a shared AMD EPYC (Zen 5) "
-    "VM (bf16), 2026-12-02 14:05 UTC, and 35.1 s (34.6-37.5) just before. On 2 cores of a "
-    "shared Intel Xeon VM (AMX, bf16): 93.17 +/- 0.08% (93.09, 93.24, 93.19%), 59.5 s "
-    "(58.0-65.3 s; 46.4-53.1 s training) at 06:20 UTC, and 65.6 s (58.9-66.4) half an hour later, 61.4 s (58.2-65.3) and "
-    "56.3 s (53.9-58.2) two hours later, 47.6 s (45.4-50.7) and 60.2 s (56.3-60.2) later still; with the random crop it had until then: 92.91 +/- 0.15% in 62.1 s "
-    "(a slower hour) and 92.95 +/- 0.11% in 52.4 s (a quicker one)",
+    "(median; 29.5-30.6 s of it training; 35.1 and 37.9 s in two more runs) on 2 cores of a "
+    "shared AMD EPYC (Zen 5) VM (bf16), 2026-12-02; on a shared Intel Xeon VM (AMX): 93.17 "
+    "+/- 0.08% (93.09, 93.24, 93.19%), 47.6-65.6 s (medians of six runs in one day; README's "
+    "Benchmarks has them all)",
     chosen="crop padding 0 (flips only; 2026-12-02; validation, seeds 0-5, 1 thread, the recipe "
     "otherwise): 93.16, 93.48, 93.50, 93.52, 93.28, 93.36% (mean 93.38%) against the 1-pixel "
     "crop's 93.18, 93.24, 93.22, 92.82, 92.82, 92.82% (93.02%), better or level on every seed: "
@@ -118,10 +116,10 @@ register_recipe(Recipe(
      "optim": {"name": "adam", "lr": 8e-3, "weight_decay": 0.0, "kwargs": {"beta2": 0.99}},
      "train": {"epochs": 7, "batch_size": 512, "warmup_epochs": 0.5, "label_smoothing": 0.0,
                "eval_subset": 5000}},
-    expected="88.72 +/- 0.13% test (seeds 0-2), 3.2 s whole process (median; 3.1 s in a "
-    "second run) on 2 cores of a shared AMD EPYC (Zen 5) VM (bf16), 2026-12-02; on a shared "
-    "Intel Xeon VM (AMX): 88.64 +/- 0.15%, 3.7 s (two benchmark runs); 4.4 and 5.2 s in a slow hour "
-    "(2026-12-02, `import torch` alone 1.8-2.5 s), then 4.7 and 4.9 s",
+    expected="88.72 +/- 0.13% test (seeds 0-2), 3.2 s whole process (median; 3.1 and 2.7 s "
+    "in two more runs) on 2 cores of a shared AMD EPYC (Zen 5) VM (bf16), 2026-12-02; on a "
+    "shared Intel Xeon VM (AMX): 88.64 +/- 0.15%, 3.7-5.2 s (medians of six runs in one day, "
+    "`import torch` alone 1.4-2.7 s)",
     chosen="val accuracy, mean of seeds 0-2, at batch 512, Adam 8e-3, beta2 0.99: 6 epochs "
     "88.94%, 7 epochs 89.29%, 8 epochs 89.48%, 10 epochs 89.50%: 7, the fewest within 0.25 "
     "of the plateau (8 epochs took 4.8 s whole process, over the 4-s target); one seed each: "
@@ -145,8 +143,9 @@ register_recipe(Recipe(
      "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 0.0, "kwargs": {"eps": 1e-7}},
      "train": {"epochs": 10, "batch_size": 32, "schedule": "constant", "warmup_epochs": 0.0,
                "label_smoothing": 0.0, "precision": "fp32", "select": "last"}},
-    expected="87.95% test (seed 0), 24.5 s of training on 1 thread of a 2-core Xeon VM "
-    "(2026-12-02; 87.89% and 116 s on a busy machine before)",
+    expected="87.99 +/- 0.15% test (seeds 0-2: 87.91, 88.17, 87.90%), 13.7 s whole process "
+    "(median; 11.3-15.5 s) on 2 cores of a shared AMD EPYC (Zen 5) VM (fp32), 2026-12-02; "
+    "87.95% (seed 0) and 24.5 s of training on 1 thread of a 2-core Xeon VM",
     chosen="not chosen: the tutorial's own settings",
 ))
 
@@ -186,8 +185,8 @@ register_recipe(Recipe(
     "resnet", "the resnet: 60 epochs, random erasing, mirror + shift TTA",
     {"model": {"name": "resnet"}, "data": {"erase": 0.25},
      "train": {"epochs": 60, "warmup_epochs": 6.0, "tta": True, "tta_shifts": True}},
-    expected="94.63% test (seed 0, mirror TTA alone), 21 min whole process on 2 CPU cores "
-    "(AMD EPYC, bf16)",
+    expected="94.63% test (seed 0, measured before the shift views were added: mirror TTA "
+    "alone), 21 min whole process on 2 CPU cores (AMD EPYC, bf16)",
     chosen="erasing 0.25 and mirror TTA (+0.2% val) and 60 epochs, checked on validation: "
     "val 94.88% at epoch 60. Shift TTA, on two stem=unshuffle runs: 40 epochs 94.34 -> "
     "94.46%, 60 epochs 94.72 -> 94.92%. Tried for the 10-minute target: stem=unshuffle, 40 "

@@ -18,6 +18,7 @@ from typing import Callable
 
 from ..config import setting
 from ..errors import ConfigError, FmnistError
+from ..progress import bar as progress_bar
 from .plan import Cell, Plan
 
 Log = Callable[[str], None]
@@ -119,8 +120,6 @@ def _worker(plan: Plan, cell: Cell, out: str, threads: int, gpu: str | None, con
 
 
 def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int, progress: bool) -> dict:
-    from tqdm import tqdm
-
     from .. import runs
     from ..device import usable_cores
 
@@ -128,7 +127,7 @@ def _in_processes(plan: Plan, cells: list[Cell], out: Path, log: Log, jobs: int,
     gpus = _gpus()  # cells take them in turn; with fewer GPUs than jobs, cells share one
     ctx = mp.get_context("spawn")  # a fresh interpreter: no torch state forked mid-flight
     pending, running, results = list(cells), {}, {}
-    bar = tqdm(total=len(cells), desc="cells", unit="cell", dynamic_ncols=True, disable=not progress)
+    bar = progress_bar(progress, total=len(cells), desc="cells", unit="cell", dynamic_ncols=True)
     try:
         while pending or running:
             while pending and len(running) < jobs:
